@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from mnist_helpers.data import MNIST_MEAN, MNIST_STD, load_mnist, load_mnist_splits
+from mnist_helpers.benchmarking import seed004_train_one_epoch, seed004_transform
+from mnist_helpers.data import MNIST_MEAN, MNIST_STD, TensorBatches, load_mnist, load_mnist_splits
 from mnist_helpers.models import MLP, SimpleCNN
 
 BATCH_SIZE = 128
@@ -42,35 +42,23 @@ class Row:
         return self.images / self.epoch_s
 
 
-def train_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device) -> int:
-    """Seed 004's training loop (Adam 1e-3, cross-entropy, running loss and accuracy); returns images seen."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    running_loss, correct, total = 0.0, 0, 0
-    for data, target in batches:
-        data, target = data.to(device), target.to(device)
-        optimizer.zero_grad()
-        output = model(data)
-        loss = F.cross_entropy(output, target)
-        loss.backward()
-        optimizer.step()
-        running_loss += loss.item()  # the seed's bookkeeping stays: its .item() calls sync every step
-        correct += (output.argmax(1) == target).sum().item()
-        total += target.size(0)
-    return total
+def train_epoch(model: nn.Module, batches: DataLoader | TensorBatches, device: torch.device) -> int:
+    """Seed 004's training loop as written (Adam 1e-3, its per-batch ``.item()`` calls); returns images seen."""
+    seed004_train_one_epoch(model, batches, torch.optim.Adam(model.parameters(), lr=1e-3), device)
+    return len(batches.dataset) if isinstance(batches, DataLoader) else len(batches.labels)
 
 
 def warm_up(device: torch.device) -> None:
     """One throwaway step per model, so one-off kernel setup is not billed to whichever row runs first."""
     for make_model in (SimpleCNN, MLP):
         x, y = torch.zeros(BATCH_SIZE, 1, 28, 28), torch.zeros(BATCH_SIZE, dtype=torch.int64)
-        train_epoch(make_model().to(device), [(x, y)], device)
+        train_epoch(make_model().to(device), TensorBatches(x.to(device), y.to(device), BATCH_SIZE), device)
 
 
 def time_loop(
     name: str,
     make_model: Callable[[], nn.Module],
-    make_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]],
+    make_batches: Callable[[], DataLoader | TensorBatches],
     device: torch.device,
 ) -> Row:
     """Build the data (timed as setup), seed and build the model, then time exactly one epoch."""
@@ -98,9 +86,7 @@ def dataloader(
     )
 
 
-def tensors(
-    mean: float, std: float, limit: int | None, device: torch.device
-) -> Iterable[tuple[Tensor, Tensor]]:
+def tensors(mean: float, std: float, limit: int | None, device: torch.device) -> TensorBatches:
     """The book's pipeline: normalized once, resident on ``device``, sliced into batches."""
     splits = load_mnist_splits(train_images=limit, test_images=100, mean=mean, std=std, device=device)
     return splits.train.batches(BATCH_SIZE, shuffle=True)
@@ -111,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help=f"use the first {QUICK_IMAGES} training images")
     limit = QUICK_IMAGES if parser.parse_args(argv).quick else None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    normalize = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    normalize = seed004_transform()
     plain = transforms.Compose([transforms.ToTensor()])
     warm_up(device)
 
@@ -134,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     for model_name, (loader_row, tensor_row) in pairs.items():
         ratio = tensor_row.images_per_s / loader_row.images_per_s
         print(f"{model_name}: DataLoader/tensors time per image = {ratio:.2f}x")
+
 
 if __name__ == "__main__":
     main()
