@@ -86,7 +86,8 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 
 def _recipe_for(model: nn.Module) -> tuple[str, Recipe]:
-    name = next(key for key, cls in MODEL_REGISTRY.items() if isinstance(model, cls))
+    # Exact type, not isinstance: a BatchNormMLP is also an MLP, and its recipe normalizes differently.
+    name = next(key for key, cls in MODEL_REGISTRY.items() if type(model) is cls)
     return name, RECIPES[name]
 
 
