@@ -17,6 +17,14 @@ BOOK = Path(__file__).resolve().parents[1] / "book"
 GLUE_MIME = "application/papermill.record/text/plain"
 
 
+def _parsed(text: str) -> Any:
+    """The value behind a text/plain repr; text that is no Python literal stays text, as in myst-nb."""
+    try:
+        return ast.literal_eval(text)
+    except (SyntaxError, ValueError):
+        return text
+
+
 def glued(chapter: str) -> dict[str, Any]:
     """Every value a committed notebook glued, parsed back from its text/plain form."""
     notebook = json.loads((BOOK / chapter).read_text(encoding="utf-8"))
@@ -25,7 +33,7 @@ def glued(chapter: str) -> dict[str, Any]:
         for output in cell.get("outputs", []):
             scrapbook = output.get("metadata", {}).get("scrapbook")
             if scrapbook and GLUE_MIME in output.get("data", {}):
-                values[scrapbook["name"]] = ast.literal_eval(output["data"][GLUE_MIME])
+                values[scrapbook["name"]] = _parsed(output["data"][GLUE_MIME])
     return values
 
 
