@@ -4,7 +4,7 @@
     python benchmarks/speed.py --quick         # < 1 minute on 2 CPU cores: tiny subset, one epoch per rung
     python benchmarks/speed.py --stages seed004,onecycle --target 0.995 --out /tmp/speed.json
 
-All the work happens in :mod:`mnist_helpers.benchmarking` (so a notebook or Colab can run the same thing);
+All the work happens in :mod:`book_tools.ladder` (so a notebook or Colab can run the same thing);
 this file only parses flags, prints, and writes the JSON that chapter 08 reads. Run it on a quiet machine:
 other processes competing for the cores make every number slower and noisier.
 """
@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnist_helpers.benchmarking import (
+from book_tools.ladder import (
     DEFAULT_TARGET,
-    STAGES,
+    STAGE_NAMES,
     result_filename,
     run_benchmark,
     save_result,
@@ -32,11 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target", type=float, default=DEFAULT_TARGET,
                         help=f"validation accuracy to reach, as a fraction (default {DEFAULT_TARGET})")
     parser.add_argument("--seed004-epochs", type=int, default=15,
-                        help="epoch cap for the seed-004-style rungs (default 15, the seed's NUM_EPOCHS)")
+                        help="epochs for the seed-004-style rungs (default 15, the seed's NUM_EPOCHS)")
     parser.add_argument("--fast-epochs", type=int, default=8,
-                        help="epoch cap and OneCycle length for the OneCycle rungs (default 8)")
-    parser.add_argument("--stages", default=",".join(STAGES),
-                        help=f"comma-separated rungs to run (default all: {','.join(STAGES)})")
+                        help="epochs (the OneCycle length) for the OneCycle rungs (default 8)")
+    parser.add_argument("--stages", default=",".join(STAGE_NAMES),
+                        help=f"comma-separated rungs to run (default all: {','.join(STAGE_NAMES)})")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path's model")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--out", type=Path, default=None,

@@ -32,7 +32,7 @@ CHAPTERS = [chapter["file"] for part in PARTS for chapter in part["chapters"]]
 
 
 def _bootstrap(repository_url: str) -> str:
-    """The first code cell every chapter must start with (API.md), installing from our repository."""
+    """The first code cell every chapter must start with, installing the library from our repository."""
     return (
         "# On Colab, install the book's helper library (elsewhere it is already installed: pip install -e .).\n"
         "import sys\n"

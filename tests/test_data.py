@@ -32,10 +32,7 @@ from mnist_helpers.data import (
 from mnist_helpers.profile import PROFILE_ENV
 
 REAL_ROOT = default_data_root()
-needs_mnist = pytest.mark.skipif(
-    not all((REAL_ROOT / "MNIST" / "raw" / name).is_file() for name in MNIST_FILES),
-    reason=f"MNIST raw files not in {REAL_ROOT}/MNIST/raw/",
-)
+needs_mnist = pytest.mark.needs_mnist
 
 
 @pytest.fixture

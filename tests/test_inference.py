@@ -285,7 +285,8 @@ def test_predict_batches_images_and_keeps_their_order(tmp_path):
     assert len(results) == 5 and all(isinstance(r, Prediction) for r in results)
     expected = torch.softmax(model(torch.stack([preprocess(i) for i in images])), dim=1).detach().numpy()
     for result, probabilities in zip(results, expected):
-        label, probs = result
+        label, probs = result.label, result.probabilities
+        assert result.frame is not None and result.frame.shape == (28, 28)
         assert probs.shape == (10,) and np.isclose(probs.sum(), 1)
         assert label == int(probabilities.argmax()) and np.allclose(probs, probabilities, atol=1e-5)
         assert result.confidence == pytest.approx(probs.max())

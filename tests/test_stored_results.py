@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from mnist_helpers.recipes import RECIPES
+
 BOOK = Path(__file__).resolve().parents[1] / "book"
 GLUE_MIME = "application/papermill.record/text/plain"
 
@@ -53,3 +55,17 @@ def test_chapter_05_tests_the_recipe_with_the_best_validation_accuracy() -> None
     values = glued("05_cnn.ipynb")
     candidates = [values["ch05_best_val_acc"], values["ch05_cosine_val_acc"], values["ch05_augmented_val_acc"]]
     assert values["ch05_chosen_val_acc"] == max(candidates)
+
+
+@pytest.mark.parametrize(
+    ("chapter", "name", "recipe"),
+    [
+        ("03_mlp.ipynb", "ch03_chosen_recipe", "mlp"),
+        ("04_batchnorm.ipynb", "ch04_recipe", "bnmlp"),
+        ("05_cnn.ipynb", "ch05_chosen_recipe", "cnn"),
+        ("06_simplecnn.ipynb", "ch06_recipe", "simplecnn"),
+    ],
+)
+def test_the_chapters_stored_choice_is_the_librarys_recipe(chapter: str, name: str, recipe: str) -> None:
+    """What ``train --model NAME`` and the benchmarks run is what the chapter chose and showed."""
+    assert glued(chapter)[name] == RECIPES[recipe].describe()

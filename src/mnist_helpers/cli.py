@@ -2,7 +2,8 @@
 
 Three commands cover what a reader does outside the notebooks: ``train`` a model with a chapter's recipe,
 ``predict`` digits in their own photos, and ``evaluate`` a checkpoint on the test set. Each chapter's
-recipe lives in the one :data:`RECIPES` table, so ``train --model cnn`` means exactly what chapter 05 did.
+recipe is read from :data:`mnist_helpers.recipes.RECIPES`, the table the chapters train with, so
+``train --model cnn`` means exactly what chapter 05 did.
 
 Exit codes: 0 success; 1 an error (one line on stderr, no traceback), or some images could not be read;
 2 bad command-line arguments (argparse's usual message).
@@ -16,82 +17,35 @@ import json
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 from mnist_helpers.checkpoints import load_checkpoint, save_checkpoint
-from mnist_helpers.data import MNIST_MEAN, MNIST_STD, TensorSplit, load_mnist_splits, mnist_tensors
+from mnist_helpers.data import TensorSplit, load_mnist_splits, mnist_tensors, normalize
+from mnist_helpers.devices import pick_device
 from mnist_helpers.evaluation import collect_predictions, confusion_matrix, most_confused_pairs, per_class_accuracy
-from mnist_helpers.inference import ImagePreprocessError, classify, normalise, preprocess_steps
-from mnist_helpers.models import MODEL_REGISTRY, build_model, count_parameters
+from mnist_helpers.inference import ImagePreprocessError, predict
+from mnist_helpers.models import MODEL_REGISTRY, count_parameters
 from mnist_helpers.profile import budget, current_profile
-from mnist_helpers.training import EarlyStopping, evaluate, fit, pick_device, seed_everything
+from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe
+from mnist_helpers.training import evaluate
 
 PROG = "mnist-helpers"
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How one chapter trains its model. Epochs and image counts come from the profile budget ``run``."""
-
-    chapter: str
-    run: str  # key in mnist_helpers.profile.BUDGETS: full profile = the chapter's epochs, smoke = tiny
-    batch_size: int
-    lr: float
-    optimizer: Literal["adam", "sgd"] = "adam"
-    momentum: float = 0.0
-    step_size: int | None = None  # StepLR(step_size, gamma) stepped once per epoch, when set
-    gamma: float = 1.0
-    loss: Literal["cross_entropy", "nll"] = "cross_entropy"
-    mean: float = MNIST_MEAN  # input normalisation; predict must use the same values
-    std: float = MNIST_STD
-    patience: int | None = None  # early stopping on validation loss, when set
-    seed: int = 0
-
-    def describe(self) -> str:
-        """One line for ``train --help`` and the training log, e.g. "ch05: Adam lr 0.001, batch 512, ..."."""
-        optimizer = f"SGD momentum {self.momentum:g}" if self.optimizer == "sgd" else "Adam"
-        parts = [f"ch{self.chapter}: {optimizer} lr {self.lr:g}", f"batch {self.batch_size}",
-                 f"{budget(self.run, 'full').epochs} epochs"]
-        if self.step_size is not None:
-            parts.append(f"StepLR({self.step_size}, {self.gamma:g})")
-        if self.loss == "nll":
-            parts.append("nll loss")
-        if self.patience is not None:
-            parts.append(f"early stopping patience {self.patience} on val loss")
-        parts.append(f"Normalize({self.mean:g}, {self.std:g})")
-        return ", ".join(parts)
-
-
-RECIPES: dict[str, Recipe] = {
-    "mlp": Recipe(chapter="03", run="03_mlp_seed000", batch_size=128, lr=1e-3),
-    "bnmlp": Recipe(chapter="04", run="04_batchnorm", batch_size=64, lr=0.01, optimizer="sgd", momentum=0.9,
-                    step_size=5, gamma=0.9, mean=0.5, std=0.5),
-    "cnn": Recipe(chapter="05", run="05_cnn", batch_size=512, lr=1e-3, loss="nll"),
-    "simplecnn": Recipe(chapter="06", run="06_simplecnn", batch_size=128, lr=1e-3, step_size=5, gamma=0.5,
-                        patience=5, seed=42),
-}
-
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "cross_entropy": F.cross_entropy,
-    "nll": F.nll_loss,
-}
-
-
 def _recipe_for(model: nn.Module) -> tuple[str, Recipe]:
-    # Exact type, not isinstance: a BatchNormMLP is also an MLP, and its recipe normalizes differently.
+    """The chapter recipe whose model has exactly this type (a BatchNormMLP is also an MLP)."""
     name = next(key for key, cls in MODEL_REGISTRY.items() if type(model) is cls)
     return name, RECIPES[name]
 
 
-def _normalisation(model: nn.Module, metadata: dict[str, Any]) -> tuple[float, float]:
+def _normalization(model: nn.Module, metadata: dict[str, Any]) -> tuple[float, float]:
     """The mean/std the checkpoint's model was trained with: stored by ``train``, else its chapter's recipe."""
     stored = metadata.get("normalization")
     if isinstance(stored, dict) and {"mean", "std"} <= stored.keys():
@@ -109,53 +63,34 @@ def _load(path: str, device: str | None) -> tuple[nn.Module, dict[str, Any], tor
 # ----------------------------------------------------------------------------------------------- train
 
 
-def _optimizer_and_scheduler(recipe: Recipe, model: nn.Module, lr: float) -> tuple[torch.optim.Optimizer, Any]:
-    if recipe.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=recipe.momentum)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    if recipe.step_size is None:
-        return optimizer, None
-    return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.gamma)
-
-
 def command_train(args: argparse.Namespace) -> int:
     """Train with the recipe (overridden by any option given), test once, save the best-epoch checkpoint."""
     recipe = RECIPES[args.model]
     b = budget(recipe.run)
-    epochs = args.epochs or b.epochs
-    batch_size = args.batch_size or recipe.batch_size
-    lr = args.lr or recipe.lr
-    seed = recipe.seed if args.seed is None else args.seed
-    train_images = args.train_images or b.train_images
-    test_images = args.test_images or b.test_images
+    epochs, batch_size = args.epochs or b.epochs, args.batch_size or recipe.batch_size
+    lr, seed = args.lr or recipe.lr, recipe.seed if args.seed is None else args.seed
     out = Path(args.out or Path("checkpoints") / current_profile() / f"{args.model}.pt")
     device = pick_device(args.device)
 
-    splits = load_mnist_splits(train_images=train_images, test_images=test_images, seed=seed,
-                               mean=recipe.mean, std=recipe.std, device=device)
-    seed_everything(seed)
-    model = build_model(args.model)
-    print(f"profile {current_profile()}: {args.model} ({count_parameters(model):,} parameters) on {device}; "
+    splits = load_mnist_splits(train_images=args.train_images or b.train_images, seed=seed, mean=recipe.mean,
+                               std=recipe.std, test_images=args.test_images or b.test_images, device=device)
+    model = replace(recipe, seed=seed).build_model()
+    print(f"profile {current_profile()}: {recipe.model} ({count_parameters(model):,} parameters) on {device}; "
           f"{len(splits.train):,} train / {len(splits.val):,} validation / {len(splits.test):,} test images")
-    print(f"recipe: {recipe.describe()}")
+    print(f"recipe: chapter {recipe.chapter}: {recipe.describe()}")
     print(f"this run: {epochs} epoch{'s' * (epochs != 1)}, batch {batch_size}, lr {lr:g}, seed {seed}")
 
-    optimizer, scheduler = _optimizer_and_scheduler(recipe, model, lr)
-    early_stopping = EarlyStopping(patience=recipe.patience, monitor="val_loss") if recipe.patience else None
-    loss_fn = LOSSES[recipe.loss]
-    history = fit(model, splits.train.batches(batch_size, shuffle=True, seed=seed), splits.val.batches(1024),
-                  epochs=epochs, optimizer=optimizer, loss_fn=loss_fn, device=device, scheduler=scheduler,
-                  early_stopping=early_stopping)
+    history = fit_recipe(recipe, model, splits, device=device, epochs=epochs, batch_size=batch_size, lr=lr,
+                         seed=seed)
     for epoch in range(history.epochs):
         print(f"epoch {epoch + 1:>3}: train loss {history.train_loss[epoch]:.4f} acc "
               f"{100 * history.train_acc[epoch]:.2f}% | val loss {history.val_loss[epoch]:.4f} acc "
               f"{100 * history.val_acc[epoch]:.2f}% | {history.seconds[epoch]:.1f} s")
     if history.stopped_early:
-        print(f"stopped early after epoch {history.epochs}: validation loss stopped improving")
+        print(f"stopped early after epoch {history.epochs}: {recipe.monitor} stopped improving")
 
     # fit restored the best epoch's weights (chosen on validation); the test set is touched once, here.
-    test_loss, test_acc = evaluate(model, splits.test.batches(1024), loss_fn, device=device)
+    test_loss, test_acc = evaluate(model, splits.test.batches(1024), recipe.loss_fn, device=device)
     save_checkpoint(out, model, recipe=args.model, epoch=history.best_epoch, val_acc=history.best_val_acc,
                     val_loss=history.best_val_loss, test_acc=test_acc, test_loss=test_loss,
                     normalization={"mean": recipe.mean, "std": recipe.std}, seed=seed, lr=lr,
@@ -207,31 +142,22 @@ WRITERS: dict[str, Callable[[list[dict[str, Any]]], None]] = {
 def command_predict(args: argparse.Namespace) -> int:
     """Preprocess and classify each image; an unusable image is reported and skipped, never fatal."""
     model, metadata, _ = _load(args.checkpoint, args.device)
-    mean, std = _normalisation(model, metadata)
+    mean, std = _normalization(model, metadata)
     if args.show_preprocessed is not None:
         args.show_preprocessed.mkdir(parents=True, exist_ok=True)
 
     rows: list[dict[str, Any]] = []
-    inputs: list[torch.Tensor] = []
-    for index, source in enumerate(args.images):
-        try:
-            frame = preprocess_steps(source)["centred"]
-        except ImagePreprocessError as error:
-            print(f"{PROG}: {error}", file=sys.stderr)
-            rows.append({"file": source, "error": error.reason})
+    results = predict(model, args.images, mean=mean, std=std, on_error="collect")
+    for index, (source, result) in enumerate(zip(args.images, results, strict=True)):
+        if isinstance(result, ImagePreprocessError):
+            print(f"{PROG}: {result}", file=sys.stderr)
+            rows.append({"file": source, "error": result.reason})
             continue
-        if args.show_preprocessed is not None:
-            Image.fromarray(frame.round().astype(np.uint8)).save(
+        if args.show_preprocessed is not None and result.frame is not None:
+            Image.fromarray(result.frame.round().astype(np.uint8)).save(
                 args.show_preprocessed / _preprocessed_name(index, source))
-        inputs.append(normalise(frame, mean, std))
-        rows.append({"file": source})
-
-    predictions = iter(classify(model, torch.stack(inputs)) if inputs else [])
-    for row in rows:
-        if "error" not in row:
-            label, probabilities = next(predictions)
-            row.update(prediction=label, confidence=float(probabilities[label]),
-                       probabilities=[round(float(p), 6) for p in probabilities])
+        rows.append({"file": source, "prediction": result.label, "confidence": result.confidence,
+                     "probabilities": [round(float(p), 6) for p in result.probabilities]})
     WRITERS[args.format](rows)
     failed = sum("error" in row for row in rows)
     if failed:
@@ -243,13 +169,13 @@ def command_predict(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    """Overall and per-digit test accuracy, with the input normalisation the model was trained with."""
+    """Overall and per-digit test accuracy, with the input normalization the model was trained with."""
     model, metadata, device = _load(args.checkpoint, args.device)
     name, recipe = _recipe_for(model)
-    mean, std = _normalisation(model, metadata)
+    mean, std = _normalization(model, metadata)
     test_images = args.test_images or budget(recipe.run).test_images
     images, labels = mnist_tensors(train=False, limit=test_images)
-    test = TensorSplit(((images.float() / 255 - mean) / std).to(device), labels.to(device))
+    test = TensorSplit(normalize(images, mean, std).to(device), labels.to(device))
 
     result = collect_predictions(model, test, device=device)
     cm = confusion_matrix(result.y_true, result.y_pred)
@@ -309,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                "images and 1 epoch.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument("--model", required=True, choices=RECIPES, help="which chapter's model to train")
+    train.add_argument("--model", required=True, choices=RECIPES, help="which recipe to train (a chapter's final recipe)")
     train.add_argument("--epochs", metavar="N", type=_positive(int), help="epochs (default: the recipe's)")
     train.add_argument("--batch-size", metavar="B", type=_positive(int), help="batch size (default: the recipe's)")
     train.add_argument("--lr", metavar="LR", type=_positive(float), help="learning rate (default: the recipe's)")

@@ -6,7 +6,7 @@ arrays, so a reader can inspect or reuse the predictions without touching the mo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +15,7 @@ from sklearn import metrics
 from torch import Tensor, nn
 
 from mnist_helpers.data import TensorSplit
+from mnist_helpers.devices import model_device
 
 
 @dataclass
@@ -30,7 +31,26 @@ class Predictions:
         return float((self.y_true == self.y_pred).mean())
 
 
-@torch.no_grad()
+def predict_probabilities(
+    model: nn.Module, inputs: Iterable[Tensor], device: str | torch.device | None = None
+) -> Tensor:
+    """Class probabilities ``(N, classes)`` on the CPU for batches of inputs, computed in eval mode.
+
+    ``softmax`` turns logits into probabilities; for a model that already returns ``log_softmax`` (the
+    book's CNN) it gives the same probabilities, because ``softmax(log_softmax(z)) == softmax(z)``. The
+    model's train/eval mode is restored afterwards, so calling this mid-training changes nothing.
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            probs = [torch.softmax(model(x.to(device)).float(), dim=1).cpu() for x in inputs]
+    finally:
+        model.train(was_training)
+    return torch.cat(probs) if probs else torch.empty(0, 0)
+
+
 def collect_predictions(
     model: nn.Module,
     split_or_batches: TensorSplit | Iterable[tuple[Tensor, Tensor]],
@@ -38,23 +58,19 @@ def collect_predictions(
     device: str | torch.device | None = None,
     batch_size: int = 1024,
 ) -> Predictions:
-    """Predict every image of a :class:`TensorSplit` (or of any ``(x, y)`` batches), in eval mode.
+    """Predict every image of a :class:`TensorSplit` (or of any ``(x, y)`` batches), in eval mode."""
+    batches = split_or_batches.batches(batch_size) if isinstance(split_or_batches, TensorSplit) else split_or_batches
+    labels: list[Tensor] = []
 
-    Probabilities are ``softmax`` of the outputs; for a model that already returns ``log_softmax`` (the
-    book's CNN) that gives the same probabilities, because ``softmax(log_softmax(z)) == softmax(z)``.
-    """
-    if isinstance(split_or_batches, TensorSplit):
-        split_or_batches = split_or_batches.batches(batch_size)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.eval()
-    labels, probs = [], []
-    for x, y in split_or_batches:
-        probs.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu())
-        labels.append(y.cpu())
-    if not probs:
+    def images() -> Iterator[Tensor]:
+        for x, y in batches:
+            labels.append(y.cpu())
+            yield x
+
+    probs = predict_probabilities(model, images(), device).numpy()
+    if not labels:
         raise ValueError("no batches to predict: the split is empty")
-    all_probs = torch.cat(probs).numpy()
-    return Predictions(torch.cat(labels).numpy(), all_probs.argmax(axis=1), all_probs)
+    return Predictions(torch.cat(labels).numpy(), probs.argmax(axis=1), probs)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> np.ndarray:

@@ -1,99 +1,106 @@
-"""The chapter-8 speed recipe, as configuration of the one training loop in :mod:`mnist_helpers.training`.
+"""The chapter-8 speed-ups, layered on the one training loop of :mod:`mnist_helpers.training`.
 
-Nothing here trains by itself: :func:`fast_fit` picks an optimizer, a schedule and hardware settings
-known to reach high accuracy in few epochs, then calls :func:`~mnist_helpers.training.fit`. Keeping a
-single loop means every speed-up is measured against exactly the same bookkeeping.
+Nothing here has a loop of its own. Each speed-up wraps something the loop already takes:
+
+- :class:`Autocast` wraps the *model*, so its forward pass runs in bfloat16 where the hardware has it;
+- :class:`ChannelsLast` wraps the *batches*, handing the model images in the memory layout that oneDNN's
+  and cuDNN's fastest convolutions read;
+- :class:`SchedulerEveryBatch` wraps the *batches* too, stepping a per-batch schedule such as OneCycle
+  after every optimizer step.
+
+:func:`accelerate` applies the first two; :func:`mnist_helpers.recipes.fit_recipe` uses all three for the
+book's fast recipe (``RECIPES["fast"]``), so every speed-up is measured against exactly the same
+bookkeeping as chapter 3's loop.
 """
 
 from __future__ import annotations
 
-from functools import cache
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from mnist_helpers.data import MNISTSplits
-from mnist_helpers.training import History, fit, pick_device
+from mnist_helpers.training import Batches
 
 
-_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+class Autocast(nn.Module):
+    """Run the wrapped model's forward pass under ``torch.autocast``: matrix work in ``dtype``.
+
+    bf16 keeps float32's exponent range, so unlike float16 it needs no loss scaling. The logits are
+    handed back in float32, so the loss (a sum over the batch, where bf16's 8-bit mantissa would round
+    away small terms) is computed in float32 by the unchanged training loop.
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(device_type=x.device.type, dtype=self.dtype):
+            logits = self.model(x)
+        return logits.float()
+
+
+class ChannelsLast:
+    """Batches whose images are stored channels-last (NHWC), the layout fast convolution kernels want."""
+
+    def __init__(self, batches: Batches) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in self.batches:
+            yield x.contiguous(memory_format=torch.channels_last), y
+
+
+class SchedulerEveryBatch:
+    """Batches that step ``scheduler`` once the training step on each batch is done.
+
+    The code after ``yield`` runs when the loop asks for the next batch, i.e. after its ``optimizer.step()``
+    on this one: exactly where a per-batch schedule must step, without a second copy of the loop.
+    """
+
+    def __init__(self, batches: Batches, scheduler: Any) -> None:
+        self.batches, self.scheduler = batches, scheduler
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for batch in self.batches:
+            yield batch
+            self.scheduler.step()
 
 
 def _is_convnet(model: nn.Module) -> bool:
     return any(isinstance(module, nn.Conv2d) for module in model.modules())
 
 
-@cache
-def _cpu_has_bf16_instructions() -> bool:
-    """Read the CPU flags (Linux): without AVX512-BF16 or AMX, bf16 on a CPU is emulated and slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in _CPU_BF16_FLAGS)
-
-
-def native_bf16(device: str | torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with bf16
-    instructions. Only there does :func:`fast_fit` switch to bf16 autocast, because elsewhere it costs time.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and _cpu_has_bf16_instructions()
-
-
-def fast_fit(
+def accelerate(
     model: nn.Module,
-    splits: MNISTSplits,
+    train_batches: Batches,
+    val_batches: Batches,
     *,
-    epochs: int,
-    batch_size: int = 512,
-    max_lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    device: str | torch.device | None = None,
+    bf16: bool,
     compile: bool = False,
-    checkpoint_path: str | Path | None = None,
-    target_val_acc: float | None = None,
-    seed: int = 0,
-    progress: bool | None = None,
-    hardware_tuned: bool | None = None,
-) -> History:
-    """Train ``model`` on ``splits.train`` (validating on ``splits.val``) with the fast recipe.
+) -> tuple[nn.Module, Batches, Batches]:
+    """The model and batches to hand :func:`~mnist_helpers.training.fit` for the chosen speed-ups.
 
-    - AdamW + OneCycleLR stepped every batch: a short warm-up lets a large ``max_lr`` work with big
-      batches, and the final anneal recovers the accuracy the high rate gave up.
-    - ``hardware_tuned`` (default: :func:`native_bf16` of the device): bfloat16 autocast plus, for
-      convnets, the channels_last layout that cuDNN's and oneDNN's fastest bf16 convolutions expect.
-      bf16 needs no loss scaling. On a GPU it uses tensor cores; on a CPU with AVX512-BF16/AMX it was
-      measured 3x faster per SimpleCNN step (chapter 8); on other CPUs it would be emulated, so fp32 stays.
-    - ``compile=True`` wraps the model in ``torch.compile``; its one-off cost is reported separately in
-      ``History.compile_seconds`` so it is not mistaken for training time.
-
-    ``seed`` fixes the shuffling order; seed the model's initialisation yourself (``seed_everything``).
+    ``bf16``: autocast to bfloat16 and, for convnets, the channels_last layout (ask
+    :func:`~mnist_helpers.devices.native_bf16` whether the device computes bf16 natively: elsewhere it is
+    emulated and slower). ``compile``: ``torch.compile`` the model; compiling happens during the first
+    steps, so its cost shows up in epoch 1's time. The returned model shares its weights with ``model``,
+    so the best epoch's weights that ``fit`` restores land in ``model`` too.
     """
-    device = pick_device(device)
-    tuned = native_bf16(device) if hardware_tuned is None else hardware_tuned
-    model.to(device)  # before building the optimizer, so its state lives next to the weights
-    train_batches = splits.train.batches(batch_size, shuffle=True, seed=seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=len(train_batches)
-    )
-    return fit(
-        model,
-        train_batches,
-        splits.val.batches(batch_size),
-        epochs=epochs,
-        optimizer=optimizer,
-        device=device,
-        scheduler=scheduler,
-        scheduler_interval="batch",
-        checkpoint_path=checkpoint_path,
-        autocast_dtype=torch.bfloat16 if tuned else None,
-        channels_last=tuned and _is_convnet(model),
-        compile=compile,
-        progress=progress,
-        target_val_acc=target_val_acc,
-    )
+    step_model = model
+    if bf16 and _is_convnet(model):
+        model.to(memory_format=torch.channels_last)
+        train_batches, val_batches = ChannelsLast(train_batches), ChannelsLast(val_batches)
+    if bf16:
+        step_model = Autocast(step_model)
+    if compile:
+        step_model = torch.compile(step_model)
+    return step_model, train_batches, val_batches

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mnist_helpers.data import MNIST_MEAN, MNIST_STD
+from mnist_helpers.data import MNIST_MEAN, MNIST_STD, normalize
+from mnist_helpers.evaluation import predict_probabilities
 
 FRAME_SIZE = 28  # MNIST images are 28x28 ...
 DIGIT_BOX = 20  # ... and the ink's longer side is scaled to 20 px, leaving a 4 px margin for centring.
@@ -49,10 +50,12 @@ class NoInkError(ImagePreprocessError):
 
 
 class Prediction(NamedTuple):
-    """One image's answer: the predicted digit and the probability of each of the ten classes."""
+    """One image's answer: the predicted digit, the probability of each of the ten classes and, from
+    :func:`predict`, the 28x28 MNIST-style frame (0..255) the model was shown."""
 
     label: int
     probabilities: np.ndarray  # shape (10,), sums to 1
+    frame: np.ndarray | None = None
 
     @property
     def confidence(self) -> float:
@@ -336,13 +339,13 @@ def centre_in_frame(ink: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
     return frame
 
 
-def normalise(frame: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """0..255 frame -> (1, 28, 28) float tensor standardised exactly like the model's training data.
+def normalize_frame(frame: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
+    """0..255 frame -> (1, 28, 28) float tensor standardized exactly like the model's training data.
 
     Use the ``mean``/``std`` the model was trained with (chapter 04's network used 0.5/0.5): a mismatch
     shifts every input and quietly costs accuracy.
     """
-    return ((torch.from_numpy(frame.astype(np.float32)) / 255.0 - mean) / std).unsqueeze(0)
+    return normalize(torch.from_numpy(frame.astype(np.float32)), mean, std).unsqueeze(0)
 
 
 def preprocess_steps(image: ImageInput, *, name: str | None = None) -> dict[str, np.ndarray]:
@@ -376,36 +379,14 @@ def preprocess_steps(image: ImageInput, *, name: str | None = None) -> dict[str,
 def preprocess(
     image: ImageInput, *, name: str | None = None, mean: float = MNIST_MEAN, std: float = MNIST_STD
 ) -> torch.Tensor:
-    """A photo (path, PIL image or NumPy array) -> the (1, 28, 28) normalised tensor an MNIST model expects."""
-    return normalise(preprocess_steps(image, name=name)["centred"], mean, std)
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+    """A photo (path, PIL image or NumPy array) -> the (1, 28, 28) normalized tensor an MNIST model expects."""
+    return normalize_frame(preprocess_steps(image, name=name)["centred"], mean, std)
 
 
 def classify(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> list[Prediction]:
-    """Run already-preprocessed (N, 1, 28, 28) inputs through ``model`` in batches.
-
-    Softmax turns logits into probabilities; it gives the same probabilities for models that already
-    end in log_softmax (the chapter-05 CNN), so one function serves every model in the book.
-    """
-    was_training = model.training
-    model.eval()
-    device = _model_device(model)
-    probabilities = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(inputs), batch_size):
-                logits = model(inputs[start : start + batch_size].to(device))
-                probabilities.append(torch.softmax(logits.float(), dim=1).cpu())
-    finally:
-        model.train(was_training)
-    if not probabilities:
-        return []
-    stacked = torch.cat(probabilities).numpy()
-    return [Prediction(int(row.argmax()), row) for row in stacked]
+    """Run already-preprocessed (N, 1, 28, 28) inputs through ``model`` in batches."""
+    probabilities = predict_probabilities(model, inputs.split(batch_size)).numpy()
+    return [Prediction(int(row.argmax()), row) for row in probabilities]
 
 
 def predict(
@@ -419,7 +400,7 @@ def predict(
 ) -> list[Prediction] | list[Prediction | ImagePreprocessError]:
     """Preprocess each image and classify them all in batches; one result per image, in order.
 
-    ``mean``/``std``: the normalisation the model was trained with (see :func:`normalise`).
+    ``mean``/``std``: the normalization the model was trained with (see :func:`normalize_frame`).
     With ``on_error="raise"`` the first unusable image raises its :class:`ImagePreprocessError`. With
     ``on_error="collect"`` that image's slot holds the error instead and the other images are still
     classified: one blurry photo in a folder should not cost the reader the other answers.
@@ -428,15 +409,16 @@ def predict(
         raise ValueError(f"on_error must be 'raise' or 'collect', got {on_error!r}")
     if isinstance(images, (str, Path, Image.Image)):
         raise TypeError("predict takes a list of images; for one image use predict(model, [image])")
-    results: list[Prediction | ImagePreprocessError | None] = []
-    tensors = []
+    frames: list[np.ndarray | ImagePreprocessError] = []
     for image in images:
         try:
-            tensors.append(preprocess(image, mean=mean, std=std))
-            results.append(None)
+            frames.append(preprocess_steps(image)["centred"])
         except ImagePreprocessError as error:
             if on_error == "raise":
                 raise
-            results.append(error)
-    predictions = iter(classify(model, torch.stack(tensors), batch_size)) if tensors else iter(())
-    return [next(predictions) if result is None else result for result in results]
+            frames.append(error)
+    good = [frame for frame in frames if isinstance(frame, np.ndarray)]
+    inputs = [normalize_frame(frame, mean, std) for frame in good]
+    predictions = iter(classify(model, torch.stack(inputs), batch_size) if inputs else [])
+    return [frame if isinstance(frame, ImagePreprocessError) else next(predictions)._replace(frame=frame)
+            for frame in frames]

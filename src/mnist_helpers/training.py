@@ -3,28 +3,26 @@
 Chapter 3 writes the loop inline so a reader sees every line; later chapters call :func:`fit`, which is
 the same loop plus the bookkeeping a careful experiment needs: validation every epoch, the best epoch
 chosen on *validation* (never on the test set), its weights restored at the end, early stopping and a
-clear error when the loss explodes.
+clear error when the loss explodes. Speed-ups (chapter 8) do not live here: :mod:`mnist_helpers.fast`
+wraps the model and the batches, so this loop stays the one a reader compares with chapter 3's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import random
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnist_helpers.checkpoints import save_checkpoint
+from mnist_helpers.devices import model_device, pick_device
 from mnist_helpers.progress import progress_bar
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -44,49 +42,6 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite: the weights are now garbage, so training cannot usefully go on."""
 
 
-def seed_everything(seed: int) -> None:
-    """Seed every random number generator a chapter touches, so a rerun on CPU reproduces every number.
-
-    ``torch.manual_seed`` also seeds all CUDA devices. GPU kernels may still differ in the last bits
-    between runs; the book's promise of identical numbers is for CPU.
-    """
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(preferred: str | torch.device | None = None) -> torch.device:
-    """Return ``preferred`` if given (and usable), else the fastest available: CUDA, MPS, then CPU."""
-    if preferred is not None:
-        device = torch.device(preferred)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"{str(device)!r} requested but CUDA is not available; use 'cpu' or None")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision only when asked for: plain fp32 is the reference every chapter compares against."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _to_device(x: Tensor, y: Tensor, device: torch.device, channels_last: bool) -> tuple[Tensor, Tensor]:
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, y.to(device, non_blocking=True)
-
-
 def _check_not_empty(seen: int, what: str) -> None:
     if seen == 0:
         raise ValueError(f"{what} yielded no batches; check that the split is not empty and batch_size > 0")
@@ -99,27 +54,22 @@ def train_one_epoch(
     loss_fn: LossFn = F.cross_entropy,
     *,
     device: str | torch.device | None = None,
-    scheduler: Any = None,
     epoch: int = 1,
-    autocast_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
     progress: bool | None = None,
 ) -> tuple[float, float]:
     """Train for one pass over ``batches``; return (mean loss per image, accuracy in [0, 1]).
 
-    ``scheduler`` is a *per-batch* scheduler such as OneCycleLR, stepped after every optimizer step.
     The loss is checked before each ``optimizer.step()`` so a NaN never reaches the weights.
     """
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     model.train()
     total_loss, correct, seen = 0.0, torch.zeros((), dtype=torch.long, device=device), 0
     bar = progress_bar(batches, enabled=progress, desc=f"epoch {epoch}", total=len(batches))
     for batch_index, (x, y) in enumerate(bar, start=1):
-        x, y = _to_device(x, y, device, channels_last)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, autocast_dtype):
-            logits = model(x)
-            loss = loss_fn(logits, y)
+        logits = model(x)
+        loss = loss_fn(logits, y)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             lr = optimizer.param_groups[0]["lr"]
@@ -129,14 +79,11 @@ def train_one_epoch(
             )
         loss.backward()
         optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
         total_loss += loss_value * len(y)
         correct += (logits.argmax(dim=1) == y).sum()
         seen += len(y)
         if not bar.disable:  # reading `correct` waits for the GPU: only pay that when someone watches
-            accuracy = correct.item() / seen
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{accuracy:.4f}", refresh=False)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False)
     _check_not_empty(seen, "train_batches")
     return total_loss / seen, correct.item() / seen
 
@@ -148,25 +95,21 @@ def evaluate(
     loss_fn: LossFn = F.cross_entropy,
     *,
     device: str | torch.device | None = None,
-    autocast_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
 ) -> tuple[float, float]:
     """Return (mean loss per image, accuracy) with dropout off and batch-norm statistics frozen.
 
     ``eval()`` makes the answer deterministic and independent of batch composition; ``no_grad`` skips
     the autograd bookkeeping we would never use.
     """
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     model.eval()
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     for x, y in batches:
-        x, y = _to_device(x, y, device, channels_last)
-        with _autocast(device, autocast_dtype):
-            logits = model(x)
-            loss = loss_fn(logits, y)
-        total_loss += loss.float() * len(y)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        total_loss += loss_fn(logits, y).float() * len(y)
         correct += (logits.argmax(dim=1) == y).sum()
         seen += len(y)
     _check_not_empty(seen, "val/test batches")
@@ -179,7 +122,7 @@ class History:
 
     ``lr`` is the learning rate at the *start* of each epoch; ``seconds`` the wall time of train + val.
     ``best_epoch`` (1-based) is chosen on validation. ``stopped_early`` is True when training ended before
-    the requested number of epochs (patience ran out or ``target_val_acc`` was reached).
+    the requested number of epochs (a stopper such as :class:`EarlyStopping` said so).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -192,7 +135,6 @@ class History:
     best_val_acc: float | None = None
     best_val_loss: float | None = None
     stopped_early: bool = False
-    compile_seconds: float = 0.0
 
     @property
     def epochs(self) -> int:
@@ -244,29 +186,10 @@ class EarlyStopping:
         return epochs_without_improvement >= self.patience
 
 
-class _StepTimer:
-    """Passes batches through and records how long the consumer spent on each one.
+class Stopper(Protocol):
+    """Anything that decides from the :class:`History` so far whether training should end now."""
 
-    Used to measure ``torch.compile``: compiling happens inside the first step of each new graph (train,
-    backward, eval, a smaller last batch), so the extra time of slow steps over a typical step is the cost.
-    """
-
-    def __init__(self, batches: Batches) -> None:
-        self.batches = batches
-        self.seconds: list[float] = []
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for batch in self.batches:
-            start = time.perf_counter()
-            yield batch
-            self.seconds.append(time.perf_counter() - start)
-
-    def excess_seconds(self) -> float:
-        typical = statistics.median(self.seconds)
-        return sum(max(0.0, s - typical) for s in self.seconds)
+    def should_stop(self, history: History) -> bool: ...
 
 
 def _step_epoch_scheduler(scheduler: Any, val_loss: float) -> None:
@@ -286,87 +209,47 @@ def fit(
     loss_fn: LossFn = F.cross_entropy,
     device: str | torch.device | None = None,
     scheduler: Any = None,
-    scheduler_interval: Literal["epoch", "batch"] = "epoch",
-    early_stopping: EarlyStopping | None = None,
+    early_stopping: Stopper | None = None,
     checkpoint_path: str | Path | None = None,
     monitor: Monitor = "val_acc",
-    autocast_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    compile: bool = False,
     progress: bool | None = None,
-    target_val_acc: float | None = None,
 ) -> History:
     """Train ``model`` for up to ``epochs`` epochs, validating after each; return its :class:`History`.
 
     The best epoch by ``monitor`` on validation is saved to ``checkpoint_path`` (if given) and its weights
     are restored into ``model`` at the end, so the model you get back is the one you would report.
-    An epoch-interval scheduler steps after each epoch (ReduceLROnPlateau receives the validation loss);
-    a batch-interval one after every batch. ``target_val_acc`` stops after the first epoch reaching it.
-    With ``compile=True``, ``History.compile_seconds`` is the extra time the slow steps of epoch 1 (train
-    and validation) took over a typical step of the same pass: the time spent compiling, not training.
+    ``scheduler`` steps once per epoch (ReduceLROnPlateau receives the validation loss); for one that
+    steps every batch, wrap the batches (:class:`mnist_helpers.fast.SchedulerEveryBatch`).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if scheduler_interval not in ("epoch", "batch"):
-        raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
     _check_monitor(monitor)
     device = pick_device(device)
     model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    step_model: nn.Module = torch.compile(model) if compile else model
-    batch_scheduler = scheduler if scheduler_interval == "batch" else None
-    history = History()
-    best_value: float | None = None
-    best_state: dict[str, Tensor] | None = None
-
+    history, best_value, best_state = History(), None, None
     epoch_bar = progress_bar(range(1, epochs + 1), enabled=progress, desc="epochs", leave=True)
     for epoch in epoch_bar:
         start = time.perf_counter()
-        timers = (_StepTimer(train_batches), _StepTimer(val_batches)) if compile and epoch == 1 else None
-        train_data, val_data = timers or (train_batches, val_batches)
         history.lr.append(optimizer.param_groups[0]["lr"])
         train_loss, train_acc = train_one_epoch(
-            step_model,
-            train_data,
-            optimizer,
-            loss_fn,
-            device=device,
-            scheduler=batch_scheduler,
-            epoch=epoch,
-            autocast_dtype=autocast_dtype,
-            channels_last=channels_last,
-            progress=progress,
+            model, train_batches, optimizer, loss_fn, device=device, epoch=epoch, progress=progress
         )
-        val_loss, val_acc = evaluate(
-            step_model,
-            val_data,
-            loss_fn,
-            device=device,
-            autocast_dtype=autocast_dtype,
-            channels_last=channels_last,
-        )
+        val_loss, val_acc = evaluate(model, val_batches, loss_fn, device=device)
         history.seconds.append(time.perf_counter() - start)
-        if timers is not None:
-            history.compile_seconds = sum(timer.excess_seconds() for timer in timers)
-        history.train_loss.append(train_loss)
-        history.train_acc.append(train_acc)
-        history.val_loss.append(val_loss)
-        history.val_acc.append(val_acc)
+        for name, value in zip(("train_loss", "train_acc", "val_loss", "val_acc"),
+                               (train_loss, train_acc, val_loss, val_acc)):
+            getattr(history, name).append(value)
         epoch_bar.set_postfix(train_loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}", refresh=False)
 
         value = val_acc if monitor == "val_acc" else val_loss
         if _improved(value, best_value, monitor):
-            best_value = value
+            best_value, best_state = value, copy.deepcopy(model.state_dict())
             history.best_epoch, history.best_val_acc, history.best_val_loss = epoch, val_acc, val_loss
-            best_state = copy.deepcopy(model.state_dict())
             if checkpoint_path is not None:
                 save_checkpoint(checkpoint_path, model, epoch=epoch, val_acc=val_acc, val_loss=val_loss)
-
-        if scheduler is not None and scheduler_interval == "epoch":
+        if scheduler is not None:
             _step_epoch_scheduler(scheduler, val_loss)
-        reached_target = target_val_acc is not None and val_acc >= target_val_acc
-        if reached_target or (early_stopping is not None and early_stopping.should_stop(history)):
+        if early_stopping is not None and early_stopping.should_stop(history):
             history.stopped_early = epoch < epochs
             break
 

@@ -1,4 +1,4 @@
-"""The execute/check pair that keeps the published outputs honest."""
+"""The execute/check pair that keeps the published outputs honest, and per-module freshness."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mnist_helpers.notebooks import (
+from book_tools.notebooks import (
     CODE_CHANGED,
     LIBRARY_CHANGED,
     STAMP_KEY,
     code_sha256,
     execute_notebook,
-    library_sha256,
+    library_hashes,
+    library_modules,
     main,
+    stale_reasons,
 )
 
 
@@ -30,7 +32,7 @@ def _write_notebook(path: Path, *code: str) -> Path:
 def _stamp_by_hand(path: Path, profile: str) -> None:
     """A stamp as `execute` would write it, without paying for a kernel."""
     nb = nbformat.read(path, as_version=4)
-    nb.metadata[STAMP_KEY] = {"profile": profile, "code_sha256": code_sha256(nb), "library_sha256": library_sha256()}
+    nb.metadata[STAMP_KEY] = {"profile": profile, "code_sha256": code_sha256(nb), "library": library_hashes(nb)}
     nbformat.write(nb, path)
 
 
@@ -45,7 +47,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = _write_notebook(
         tmp_path_factory.mktemp("book") / "tiny.ipynb",
         "import os\nprint(os.environ['MNIST_BOOK_PROFILE'], os.environ['MNIST_BOOK_QUIET'])",
-        "from pathlib import Path\nPath.cwd().name",
+        "from pathlib import Path\nfrom mnist_helpers.glue import glue\nPath.cwd().name",
     )
     assert execute_notebook(path) == []
     return path
@@ -61,9 +63,9 @@ def test_execute_stores_outputs_in_the_notebooks_folder(executed: Path) -> None:
 
 def test_execute_stamps_the_run(executed: Path) -> None:
     stamp = nbformat.read(executed, as_version=4).metadata[STAMP_KEY]
-    assert set(stamp) == {"profile", "code_sha256", "library_sha256", "torch", "device", "seconds", "executed"}
+    assert set(stamp) == {"profile", "code_sha256", "library", "torch", "device", "seconds", "executed"}
     assert stamp["profile"] == "full"
-    assert stamp["library_sha256"] == library_sha256()
+    assert set(stamp["library"]) == {"mnist_helpers/__init__.py", "mnist_helpers/glue.py"}
     assert stamp["executed"].endswith("+00:00")
 
 
@@ -78,7 +80,7 @@ def test_editing_a_code_cell_fails_check(executed: Path, tmp_path: Path, capsys:
     assert main(["check", str(copy)]) == 1
     err = capsys.readouterr().err
     assert f"{copy}: {CODE_CHANGED}" in err
-    assert f"python -m mnist_helpers.notebooks execute {copy}" in err
+    assert f"python -m book_tools.notebooks execute {copy}" in err
 
 
 def test_editing_markdown_keeps_check_passing(executed: Path, tmp_path: Path) -> None:
@@ -104,14 +106,15 @@ def test_smoke_stamp_fails_check(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_check_names_every_stale_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fresh = _write_notebook(tmp_path / "fresh.ipynb", "1 + 1")
     _stamp_by_hand(fresh, "full")
-    old_library = _write_notebook(tmp_path / "old_library.ipynb", "2 + 2")
+    old_library = _write_notebook(tmp_path / "old_library.ipynb", "import mnist_helpers.glue")
     nb = nbformat.read(old_library, as_version=4)
-    nb.metadata[STAMP_KEY] = {"profile": "full", "code_sha256": code_sha256(nb), "library_sha256": "0" * 64}
+    stale = {**library_hashes(nb), "mnist_helpers/glue.py": "0" * 64}
+    nb.metadata[STAMP_KEY] = {"profile": "full", "code_sha256": code_sha256(nb), "library": stale}
     nbformat.write(nb, old_library)
     unstamped = _write_notebook(tmp_path / "unstamped.ipynb", "3 + 3")
     assert main(["check", str(fresh), str(old_library), str(unstamped)]) == 1
     err = capsys.readouterr().err
-    assert f"{old_library}: {LIBRARY_CHANGED}" in err
+    assert f"{old_library}: {LIBRARY_CHANGED}: mnist_helpers/glue.py" in err
     assert f"{unstamped}: no execution stamp" in err
     assert f"{fresh}:" not in err
 
@@ -132,53 +135,84 @@ def test_execute_refuses_warnings_and_local_paths(tmp_path: Path) -> None:
 
 FAKE_MODULE = '''"""Module docstring."""
 
+from . import helpers
+
+
 def double(x):
     """Why: twice is what we need."""
-    return 2 * x  # a comment
+    return helpers.scale(x)  # a comment
 
 
 class Model:
     """A class docstring."""
 
     def forward(self, x):
-        return double(x)
+        return 2 * double(x)
 '''
 
 
 @pytest.fixture()
-def fake_library(tmp_path: Path) -> Path:
-    library = tmp_path / "fake_library"
-    (library / "sub").mkdir(parents=True)
-    (library / "core.py").write_text(FAKE_MODULE)
-    (library / "sub" / "extra.py").write_text("VALUE = 1\n")
-    return library
+def fake_src(tmp_path: Path) -> Path:
+    """A src/ folder with a package ``lib``: ``models`` imports ``helpers``; nothing imports ``cli``."""
+    package = tmp_path / "src" / "lib"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(FAKE_MODULE)
+    (package / "helpers.py").write_text("def scale(x):\n    return 2 * x\n")
+    (package / "cli.py").write_text("from lib.models import Model\nVERSION = 1\n")
+    return tmp_path / "src"
 
 
-def test_library_hash_ignores_docstrings_comments_and_formatting(fake_library: Path) -> None:
-    before = library_sha256(fake_library)
+def _stamped_chapter(tmp_path: Path, src: Path, *code: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(_write_notebook(tmp_path / "chapter.ipynb", *code), as_version=4)
+    nb.metadata[STAMP_KEY] = {"profile": "full", "code_sha256": code_sha256(nb), "library": library_hashes(nb, src)}
+    return nb
+
+
+def _edit(src: Path, module: str, old: str, new: str) -> None:
+    path = src / "lib" / module
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+
+
+def test_a_chapter_depends_on_what_it_imports_directly_and_transitively(fake_src: Path, tmp_path: Path) -> None:
+    nb = _stamped_chapter(tmp_path, fake_src, "import numpy\n%matplotlib inline", "from lib.models import Model")
+    assert [p.relative_to(fake_src).as_posix() for p in library_modules(nb, fake_src)] == [
+        "lib/__init__.py", "lib/helpers.py", "lib/models.py"]
+
+
+def test_editing_a_module_no_chapter_imports_keeps_chapters_fresh(fake_src: Path, tmp_path: Path) -> None:
+    nb = _stamped_chapter(tmp_path, fake_src, "from lib import models")
+    _edit(fake_src, "cli.py", "VERSION = 1", "VERSION = 2")
+    assert stale_reasons(nb, fake_src) == []
+
+
+@pytest.mark.parametrize(("module", "old", "new"), [("models.py", "2 * double", "3 * double"),
+                                                    ("helpers.py", "2 * x", "3 * x")])
+def test_editing_an_imported_module_makes_the_chapter_stale_and_names_it(
+    fake_src: Path, tmp_path: Path, module: str, old: str, new: str
+) -> None:
+    nb = _stamped_chapter(tmp_path, fake_src, "from lib.models import Model")
+    _edit(fake_src, module, old, new)
+    assert stale_reasons(nb, fake_src) == [f"{LIBRARY_CHANGED}: lib/{module}"]
+
+
+def test_docstrings_comments_and_formatting_change_nothing(fake_src: Path, tmp_path: Path) -> None:
+    nb = _stamped_chapter(tmp_path, fake_src, "import lib.models")
     edited = (
         FAKE_MODULE.replace("Module docstring.", "A better module docstring.")
         .replace("Why: twice is what we need.", "Reworded.")
         .replace("# a comment", "# another comment")
-        .replace("return 2 * x", "return (2*x)")
+        .replace("return 2 * double(x)", "return (2*double(x))")
         .replace('"""A class docstring."""', '"""Reworded\n    over two lines."""')
     )
-    (fake_library / "core.py").write_text(edited)
-    assert library_sha256(fake_library) == before
+    (fake_src / "lib" / "models.py").write_text(edited)
+    assert stale_reasons(nb, fake_src) == []
 
 
-@pytest.mark.parametrize(
-    ("file", "old", "new"),
-    [("core.py", "2 * x", "3 * x"), ("sub/extra.py", "VALUE = 1", "VALUE = 2")],
-)
-def test_library_hash_changes_with_code(fake_library: Path, file: str, old: str, new: str) -> None:
-    before = library_sha256(fake_library)
-    module = fake_library / file
-    module.write_text(module.read_text().replace(old, new))
-    assert library_sha256(fake_library) != before
-
-
-def test_library_hash_changes_with_a_new_module(fake_library: Path) -> None:
-    before = library_sha256(fake_library)
-    (fake_library / "new.py").write_text("")
-    assert library_sha256(fake_library) != before
+def test_the_books_chapters_do_not_depend_on_the_command_line() -> None:
+    book = Path(__file__).resolve().parents[1] / "book"
+    for chapter in sorted(book.glob("*.ipynb")):
+        modules = library_hashes(nbformat.read(chapter, as_version=4))
+        assert "mnist_helpers/glue.py" in modules, chapter.name  # every chapter glues its numbers
+        assert "mnist_helpers/cli.py" not in modules, chapter.name

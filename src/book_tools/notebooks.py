@@ -4,12 +4,14 @@ The site is built with ``execute_notebooks: "off"``: it shows the outputs stored
 Those outputs must come from a *full*-profile run of the *current* code, otherwise the prose (which
 quotes numbers through glue) would describe an experiment that no longer exists. So::
 
-    python -m mnist_helpers.notebooks execute book/*.ipynb   # run, check outputs, stamp, store
-    python -m mnist_helpers.notebooks check book/*.ipynb     # exit 1 if any stamp is missing or stale
+    python -m book_tools.notebooks execute book/*.ipynb   # run, check outputs, stamp, store
+    python -m book_tools.notebooks check book/*.ipynb     # exit 1 if any stamp is missing or stale
 
-``execute`` stamps ``metadata["mnist_book"]`` with hashes of the code cells and of the helper library;
-``check`` recomputes them. The library hash is taken over the syntax trees without docstrings, so
-rewording a comment or a docstring does not force hours of re-execution, but changing code does.
+``execute`` stamps ``metadata["mnist_book"]`` with a hash of the code cells and one hash per library
+module the chapter imports, directly or through other library modules (found statically, from the
+``import`` statements); ``check`` recomputes them and names every module that changed. Editing a module
+no chapter imports (the command line, say) leaves every chapter fresh. Hashes are taken over syntax trees
+without docstrings, so rewording a comment or a docstring does not force a re-execution; changing code does.
 """
 
 from __future__ import annotations
@@ -31,15 +33,15 @@ from nbclient.exceptions import CellExecutionError
 
 from mnist_helpers.glue import GLUE_PREFIX
 from mnist_helpers.profile import PROFILE_ENV, Profile
+from mnist_helpers.progress import QUIET_ENV
 
 STAMP_KEY = "mnist_book"
-QUIET_ENV = "MNIST_BOOK_QUIET"
-LIBRARY_DIR = Path(__file__).resolve().parent
+SRC = Path(__file__).resolve().parents[1]  # src/: the library packages live side by side here
 # The inline backend is what Jupyter and Colab use: figures shown by a cell are stored as PNG outputs.
 # (A CI-wide MPLBACKEND=Agg would silently drop every figure from the stored chapter.)
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 CODE_CHANGED = "code cells changed since the full run"
-LIBRARY_CHANGED = "src/mnist_helpers changed since the full run"
+LIBRARY_CHANGED = "library code changed since the full run"
 # Output mime types that hold text a reader can see; images are base64 and cannot leak a path.
 _TEXT_MIME_PREFIXES = ("text/", "application/json", "application/javascript")
 
@@ -56,19 +58,6 @@ def code_sha256(nb: nbformat.NotebookNode) -> str:
     return digest.hexdigest()
 
 
-def library_sha256(directory: Path = LIBRARY_DIR) -> str:
-    """Hash every ``*.py`` under ``directory`` by path and docstring-free syntax tree.
-
-    Comments, formatting and docstrings do not change the tree, so they do not mark chapters stale.
-    """
-    digest = hashlib.sha256()
-    for path in sorted(directory.rglob("*.py")):
-        tree = _without_docstrings(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        digest.update(ast.dump(tree).encode() + b"\0")
-    return digest.hexdigest()
-
-
 def _without_docstrings(tree: ast.Module) -> ast.Module:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -77,6 +66,70 @@ def _without_docstrings(tree: ast.Module) -> ast.Module:
                 if isinstance(body[0].value.value, str):
                     node.body = body[1:]
     return tree
+
+
+def _parse_cell(source: str) -> ast.Module:
+    """A code cell's syntax tree, with IPython's ``%magic`` and ``!shell`` lines turned into Python."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return ast.parse(TransformerManager().transform_cell(source))
+
+
+def _imported_names(tree: ast.Module, package: str | None = None) -> set[str]:
+    """Every module ``tree`` may import, as dotted names; ``from a import b`` also yields ``a.b``
+    (``b`` may be a submodule). ``package`` resolves relative imports inside the library."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level and package:
+                parent = package.rsplit(".", node.level - 1)[0]
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _module_file(name: str, src: Path) -> Path | None:
+    """The file under ``src`` that defines module ``name`` (None for anything not in the library)."""
+    path = src.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def library_modules(nb: nbformat.NotebookNode, src: Path = SRC) -> list[Path]:
+    """The library files the notebook's code runs, directly or through other library modules.
+
+    Importing ``a.b`` runs ``a/__init__.py`` too, so parent packages are included.
+    """
+    cells = [_parse_cell(cell.source) for cell in nb.cells if cell.cell_type == "code"]
+    pending = set().union(*(_imported_names(tree) for tree in cells))
+    seen: set[str] = set()
+    while pending:
+        parts = pending.pop().split(".")
+        for module in (".".join(parts[:depth]) for depth in range(1, len(parts) + 1)):
+            path = _module_file(module, src)
+            if module in seen or path is None:
+                continue
+            seen.add(module)
+            package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+            pending |= _imported_names(ast.parse(path.read_text(encoding="utf-8")), package)
+    return sorted(path for module in seen if (path := _module_file(module, src)) is not None)
+
+
+def module_sha256(path: Path) -> str:
+    """Hash one module's syntax tree without docstrings: comments, formatting and docstrings don't count."""
+    tree = _without_docstrings(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+
+
+def library_hashes(nb: nbformat.NotebookNode, src: Path = SRC) -> dict[str, str]:
+    """``{"mnist_helpers/data.py": sha256, ...}`` for every library module the notebook runs."""
+    return {path.relative_to(src).as_posix(): module_sha256(path) for path in library_modules(nb, src)}
 
 
 def _device_description() -> str:
@@ -161,7 +214,7 @@ def execute_notebook(path: Path, profile: Profile = "full", timeout: float | Non
     nb.metadata[STAMP_KEY] = {
         "profile": profile,
         "code_sha256": code_sha256(nb),
-        "library_sha256": library_sha256(),
+        "library": library_hashes(nb),
         "torch": torch.__version__,
         "device": _device_description(),
         "seconds": round(seconds, 1),
@@ -171,7 +224,7 @@ def execute_notebook(path: Path, profile: Profile = "full", timeout: float | Non
     return []
 
 
-def stale_reasons(nb: nbformat.NotebookNode, library_hash: str) -> list[str]:
+def stale_reasons(nb: nbformat.NotebookNode, src: Path = SRC) -> list[str]:
     """Why the stored outputs of ``nb`` cannot be published as they are (empty when fresh)."""
     stamp: dict[str, Any] | None = nb.metadata.get(STAMP_KEY)
     if not stamp:
@@ -181,8 +234,10 @@ def stale_reasons(nb: nbformat.NotebookNode, library_hash: str) -> list[str]:
         reasons.append(f"outputs come from the {stamp.get('profile')!r} profile, not 'full'")
     if stamp.get("code_sha256") != code_sha256(nb):
         reasons.append(CODE_CHANGED)
-    if stamp.get("library_sha256") != library_hash:
-        reasons.append(LIBRARY_CHANGED)
+    stored, current = stamp.get("library", {}), library_hashes(nb, src)
+    changed = sorted(name for name in stored.keys() | current.keys() if stored.get(name) != current.get(name))
+    if changed:
+        reasons.append(f"{LIBRARY_CHANGED}: {', '.join(changed)}")
     return reasons
 
 
@@ -201,8 +256,7 @@ def _execute_command(paths: list[Path], profile: Profile, timeout: float | None)
 
 
 def _check_command(paths: list[Path]) -> int:
-    library_hash = library_sha256()
-    stale = {path: stale_reasons(nbformat.read(path, as_version=4), library_hash) for path in paths}
+    stale = {path: stale_reasons(nbformat.read(path, as_version=4)) for path in paths}
     stale = {path: reasons for path, reasons in stale.items() if reasons}
     if not stale:
         print(f"{len(paths)} notebook(s) carry fresh full-profile outputs.")
@@ -210,13 +264,13 @@ def _check_command(paths: list[Path]) -> int:
     for path, reasons in stale.items():
         print(f"{path}: " + "; ".join(reasons), file=sys.stderr)
     fix = " ".join(str(path) for path in stale)
-    print(f"Fix: python -m mnist_helpers.notebooks execute {fix}", file=sys.stderr)
+    print(f"Fix: python -m book_tools.notebooks execute {fix}", file=sys.stderr)
     return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_helpers.notebooks",
+        prog="python -m book_tools.notebooks",
         description="Execute chapters and store their outputs, or check that stored outputs are fresh.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

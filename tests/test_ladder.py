@@ -1,4 +1,4 @@
-"""The speed benchmark: quick mode returns a complete, JSON-safe result, and both loops see the same data."""
+"""The speed ladder: quick mode returns a complete, JSON-safe result, and both loops see the same data."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import json
 import pytest
 import torch
 
-from mnist_helpers import benchmarking as bm
+from book_tools import ladder as bm
+from mnist_helpers.seed004 import seed004_loaders
 from mnist_helpers.data import load_mnist_splits
+
+
+pytestmark = pytest.mark.needs_mnist
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +43,8 @@ def test_quick_ratio_is_positive_and_target_ignored(quick_result: dict) -> None:
 def test_result_round_trips_through_json(quick_result: dict, tmp_path) -> None:
     path = bm.save_result(quick_result, tmp_path / "speed" / "cpu.json")
     assert bm.load_result(path) == json.loads(json.dumps(quick_result))
-    table = bm.markdown_table(bm.load_result(path))
-    assert table.count("\n") == 1 + len(quick_result["stages"])
+    table = bm.text_table(bm.load_result(path))
+    assert table.count("\n") == len(quick_result["stages"])  # a header line and one line per rung
 
 
 def test_load_result_rejects_missing_file_and_other_schema(tmp_path) -> None:
@@ -57,7 +61,7 @@ def test_unknown_stage_is_named() -> None:
 
 
 def test_seed004_loaders_hold_the_books_validation_split() -> None:
-    _, val_loader = bm.seed004_loaders("cpu", train_images=300, num_workers=0, batch_size=1000)
+    _, val_loader = seed004_loaders("cpu", train_images=300, num_workers=0, batch_size=1000)
     images, labels = next(iter(val_loader))
     val = load_mnist_splits(train_images=300, test_images=10).val
     assert torch.equal(labels, val.labels)

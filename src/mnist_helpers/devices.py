@@ -1,0 +1,84 @@
+"""Where a computation runs and how to make it repeatable: device choice, seeding, what the CPU can do.
+
+Every chapter starts with ``seed_everything`` and ``pick_device``; the fast path asks whether the CPU has
+bfloat16 instructions. Keeping these small questions in one module means each has one answer.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+# Without one of these instructions a CPU emulates bfloat16 arithmetic, which is slower than float32.
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every random number generator a chapter touches, so a rerun on CPU reproduces every number.
+
+    ``torch.manual_seed`` also seeds all CUDA devices. GPU kernels may still differ in the last bits
+    between runs; the book's promise of identical numbers is for CPU.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(preferred: str | torch.device | None = None) -> torch.device:
+    """Return ``preferred`` if given (and usable), else the fastest available: CUDA, MPS, then CPU."""
+    if preferred is not None:
+        device = torch.device(preferred)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"{str(device)!r} requested but CUDA is not available; use 'cpu' or None")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("'mps' requested but this machine has no Apple GPU; use 'cpu' or None")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device a model's weights live on (CPU for a model without parameters)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+@cache
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no flags to read
+        return ""
+
+
+def cpu_model_name() -> str:
+    """The processor's marketing name, e.g. "AMD EPYC 7B13": timings mean little without it."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_bf16_instructions() -> bool:
+    """Whether the CPU computes bfloat16 in hardware (Linux flags AVX512-BF16 or AMX-BF16)."""
+    flags = set(_cpuinfo().split())
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with bf16
+    instructions. Only there does the fast path switch to bf16 autocast, because elsewhere it costs time.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_bf16_instructions()
