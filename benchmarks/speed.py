@@ -1,8 +1,8 @@
-"""How long does SimpleCNN take to reach 99.4% validation accuracy: seed 004's loop as written vs the fast path?
+"""How long does SimpleCNN take to reach 99.4% validation accuracy: tutorial E's loop as written vs the fast path?
 
     python benchmarks/speed.py                 # full ladder on this machine -> book/speed/<cpu|gpu>.json
     python benchmarks/speed.py --quick         # < 1 minute on 2 CPU cores: tiny subset, one epoch per rung
-    python benchmarks/speed.py --stages seed004,onecycle --target 0.995 --out /tmp/speed.json
+    python benchmarks/speed.py --stages tutorial_e,onecycle --target 0.995 --out /tmp/speed.json
 
 All the work happens in :mod:`book_tools.ladder` (so a notebook or Colab can run the same thing);
 this file only parses flags, prints, and writes the JSON that chapter 08 reads. Run it on a quiet machine:
@@ -31,8 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny subset, one epoch per rung (CI smoke test)")
     parser.add_argument("--target", type=float, default=DEFAULT_TARGET,
                         help=f"validation accuracy to reach, as a fraction (default {DEFAULT_TARGET})")
-    parser.add_argument("--seed004-epochs", type=int, default=15,
-                        help="epochs for the seed-004-style rungs (default 15, the seed's NUM_EPOCHS)")
+    parser.add_argument("--tutorial_e-epochs", type=int, default=15,
+                        help="epochs for the tutorial-e-style rungs (default 15, the seed's NUM_EPOCHS)")
     parser.add_argument("--fast-epochs", type=int, default=8,
                         help="epochs (the OneCycle length) for the OneCycle rungs (default 8)")
     parser.add_argument("--stages", default=",".join(STAGE_NAMES),
@@ -44,8 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 0 < args.target <= 1:
         parser.error(f"--target is a fraction in (0, 1], e.g. 0.994 for 99.4%; got {args.target}")
-    if args.seed004_epochs < 1 or args.fast_epochs < 1:
-        parser.error("--seed004-epochs and --fast-epochs must be at least 1")
+    if args.tutorial_e_epochs < 1 or args.fast_epochs < 1:
+        parser.error("--tutorial_e-epochs and --fast-epochs must be at least 1")
     return args
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run_benchmark(
         quick=args.quick,
         target=args.target,
-        seed004_epochs=args.seed004_epochs,
+        tutorial_e_epochs=args.tutorial_e_epochs,
         fast_epochs=args.fast_epochs,
         stages=stages,
         compile=args.compile,
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     steps = ", ".join(f"{name} {seconds:.3f}" for name, seconds in probe.items())
     print(f"seconds per training step at batch {result['precision_probe_batch_size']}: {steps}")
     if result["ratio_to_target"] is not None:
-        print(f"seed 004 as written / fast path, time to target: {result['ratio_to_target']:.2f}x")
+        print(f"tutorial E as written / fast path, time to target: {result['ratio_to_target']:.2f}x")
     if result["ratio_per_epoch"] is not None:
-        print(f"seed 004 as written / fast path, seconds per epoch: {result['ratio_per_epoch']:.2f}x")
+        print(f"tutorial E as written / fast path, seconds per epoch: {result['ratio_per_epoch']:.2f}x")
     out = args.out
     if out is None and not args.quick:
         out = BOOK_SPEED_DIR / result_filename(machine["device"])

@@ -32,15 +32,29 @@ CHAPTERS = [chapter["file"] for part in PARTS for chapter in part["chapters"]]
 
 
 def _bootstrap(repository_url: str) -> str:
-    """The first code cell every chapter must start with, installing the library from our repository."""
+    """The first code cell every chapter must start with, installing the library from our repository.
+
+    It must say what went wrong and the one command that fixes it, both when the install on Colab fails and
+    when a chapter downloaded on its own runs where the library is not installed.
+    """
     return (
-        "# On Colab, install the book's helper library (elsewhere it is already installed: pip install -e .).\n"
+        "# On Colab, install the book's helper library; elsewhere `pip install -e .` from a clone did (README.md).\n"
+        "import subprocess\n"
         "import sys\n"
         "\n"
+        f'REPOSITORY = "{repository_url}"  # the book\'s _config.yml says the same\n'
         'if "google.colab" in sys.modules:\n'
-        "    import subprocess\n"
-        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q",\n'
-        f'                    "git+{repository_url}.git"], check=True)'
+        '    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPOSITORY}.git"],\n'
+        "                             capture_output=True, text=True)\n"
+        "    if install.returncode != 0:\n"
+        '        raise RuntimeError(f"could not install the book\'s library from {REPOSITORY}: {install.stderr.strip()[-500:]}\\n"\n'
+        '                           f"Fix: check that the repository is reachable, then run this cell again.")\n'
+        "try:\n"
+        "    import mnist_helpers\n"
+        "except ModuleNotFoundError:\n"
+        '    raise ModuleNotFoundError("this chapter needs the book\'s helper library, mnist_helpers, which is not installed.\\n"\n'
+        '                              "Fix: in a clone of the book\'s repository run `pip install -e .` "\n'
+        '                              f"(or get it with `pip install git+{REPOSITORY}.git`).") from None'
     )
 
 
@@ -115,3 +129,17 @@ def test_documented_checksums_match_the_library(name: str) -> None:
     text = (REPO / name).read_text(encoding="utf-8")
     for file, sha256 in MNIST_FILES.items():
         assert f"{sha256}  {file}" in text
+
+
+def test_bootstrap_without_the_library_says_what_to_run() -> None:
+    """A chapter downloaded on its own, where mnist_helpers is not installed, stops with the fix, not a bare error."""
+    import subprocess
+    import sys
+
+    cell = _bootstrap(CONFIG["repository"]["url"])
+    hide_library = "import sys\nsys.modules['mnist_helpers'] = None  # as if it were not installed\n"
+    result = subprocess.run([sys.executable, "-c", hide_library + cell], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    last_lines = result.stderr.strip().splitlines()[-2:]
+    assert "ModuleNotFoundError: this chapter needs the book's helper library" in last_lines[0]
+    assert "pip install -e ." in last_lines[1]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from book_tools import ladder as bm
-from mnist_helpers.seed004 import seed004_loaders
+from mnist_helpers.tutorial_e import tutorial_e_loaders
 from mnist_helpers.data import load_mnist_splits
 
 
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.needs_mnist
 
 @pytest.fixture(scope="module")
 def quick_result() -> dict:
-    # Two rungs are enough to exercise both loops (seed 004's and the library's fit) and the ratio.
-    return bm.run_benchmark(quick=True, stages=["seed004", bm.fast_stage_name("cpu")], device="cpu")
+    # Two rungs are enough to exercise both loops (tutorial E's and the library's fit) and the ratio.
+    return bm.run_benchmark(quick=True, stages=["tutorial_e", bm.fast_stage_name("cpu")], device="cpu")
 
 
 def test_quick_result_has_expected_keys(quick_result: dict) -> None:
@@ -27,7 +27,7 @@ def test_quick_result_has_expected_keys(quick_result: dict) -> None:
     assert quick_result["quick"] is True
     assert quick_result["fast_stage"] == bm.fast_stage_name("cpu")
     assert {"device_name", "torch", "torch_threads", "usable_cpu_cores"} <= set(quick_result["machine"])
-    assert [s["name"] for s in quick_result["stages"]] == ["seed004", bm.fast_stage_name("cpu")]
+    assert [s["name"] for s in quick_result["stages"]] == ["tutorial_e", bm.fast_stage_name("cpu")]
     for stage in quick_result["stages"]:
         assert len(stage["rows"]) == 1
         assert stage["rows"][0]["seconds"] > 0 and stage["rows"][0]["images_per_s"] > 0
@@ -60,8 +60,8 @@ def test_unknown_stage_is_named() -> None:
         bm.run_benchmark(quick=True, stages=["warp"], device="cpu")
 
 
-def test_seed004_loaders_hold_the_books_validation_split() -> None:
-    _, val_loader = seed004_loaders("cpu", train_images=300, num_workers=0, batch_size=1000)
+def test_tutorial_e_loaders_hold_the_books_validation_split() -> None:
+    _, val_loader = tutorial_e_loaders("cpu", train_images=300, num_workers=0, batch_size=1000)
     images, labels = next(iter(val_loader))
     val = load_mnist_splits(train_images=300, test_images=10).val
     assert torch.equal(labels, val.labels)

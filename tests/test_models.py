@@ -35,10 +35,10 @@ def test_every_model_maps_a_batch_to_ten_scores(name: str) -> None:
 
 
 def test_mlp_parameter_counts() -> None:
-    seed000 = linear(784, 256) + linear(256, 512) + linear(512, 344) + linear(344, 10)
-    seed001 = linear(784, 128) + linear(128, 128) + linear(128, 10)
-    assert count_parameters(MLP()) == seed000 == 512_466
-    assert count_parameters(MLP((128, 128))) == seed001
+    tutorial_a = linear(784, 256) + linear(256, 512) + linear(512, 344) + linear(344, 10)
+    tutorial_b = linear(784, 128) + linear(128, 128) + linear(128, 10)
+    assert count_parameters(MLP()) == tutorial_a == 512_466
+    assert count_parameters(MLP((128, 128))) == tutorial_b
 
 
 def test_batchnorm_mlp_parameter_count() -> None:
@@ -59,7 +59,7 @@ def test_simplecnn_has_467_818_parameters_not_140k() -> None:
 
 
 def test_logit_models_are_not_normalized() -> None:
-    # A softmax inside the model (seed 002's mistake) would make every row sum to 1.
+    # A softmax inside the model (tutorial C's mistake) would make every row sum to 1.
     torch.manual_seed(0)
     for model in (MLP(), BatchNormMLP(), SimpleCNN()):
         sums = model.eval()(torch.randn(4, 1, 28, 28)).sum(dim=1)

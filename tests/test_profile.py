@@ -42,7 +42,7 @@ def test_every_run_has_both_profiles_and_small_smoke_budgets() -> None:
 def test_full_epochs_match_the_plan() -> None:
     epochs = {run: b["full"].epochs for run, b in BUDGETS.items()}
     assert epochs == {
-        "01_data": 1, "02_visualize": 0, "03_mlp_seed000": 15, "03_mlp_seed001": 7, "03_batch_size": 10,
+        "01_data": 1, "02_visualize": 0, "03_mlp_tutorial_a": 15, "03_mlp_tutorial_b": 7, "03_batch_size": 10,
         "04_batchnorm": 20, "05_cnn": 20, "06_simplecnn": 15, "07_own_digits": 4, "08_fast": 8,
     }  # fmt: skip
 

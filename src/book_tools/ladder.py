@@ -1,10 +1,10 @@
-"""The speed ladder of chapter 08: seed 004's loop as written, then one change per rung.
+"""The speed ladder of chapter 08: tutorial E's loop as written, then one change per rung.
 
 This is the book's measuring machinery, not something a chapter teaches: ``benchmarks/speed.py`` runs it and
 writes ``book/speed/<device>.json``; chapter 08 reads that file (and runs the quick ladder itself only in the
 smoke profile or on Colab). Each rung is one row of :data:`STAGES`:
 
-1. ``seed004``: the tutorial's pipeline as written (:mod:`mnist_helpers.seed004`);
+1. ``tutorial_e``: the tutorial's pipeline as written (:mod:`mnist_helpers.tutorial_e`);
 2. ``tensors``: the same loop and maths, batches sliced from normalized tensors on the device;
 3. ``batch512``: as 2 with batch 512;
 4. ``onecycle``: the book's fast recipe (``RECIPES["fast"]``: AdamW + OneCycle, batch 512) through ``fit``;
@@ -34,14 +34,14 @@ from mnist_helpers.data import MNISTSplits, load_mnist_splits
 from mnist_helpers.devices import cpu_model_name, native_bf16, pick_device, seed_everything
 from mnist_helpers.models import SimpleCNN
 from mnist_helpers.recipes import RECIPES, fit_recipe
-from mnist_helpers.seed004 import (
-    SEED004_BATCH_SIZE,
-    SEED004_SEED,
+from mnist_helpers.tutorial_e import (
+    TUTORIAL_E_BATCH_SIZE,
+    TUTORIAL_E_SEED,
     SPLIT_SEED,
-    seed004_evaluate,
-    seed004_loaders,
-    seed004_optimizer,
-    seed004_train_one_epoch,
+    tutorial_e_evaluate,
+    tutorial_e_loaders,
+    tutorial_e_optimizer,
+    tutorial_e_train_one_epoch,
 )
 from mnist_helpers.training import evaluate
 
@@ -62,16 +62,16 @@ class Stage:
 
     name: str
     label: str
-    loop: Literal["seed004", "fit"]  # the tutorial's epoch loop, or fit_recipe with the fast recipe
+    loop: Literal["tutorial_e", "fit"]  # the tutorial's epoch loop, or fit_recipe with the fast recipe
     data: Literal["dataloader", "tensors"]
     batch_size: int
     bf16: bool = False
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("seed004", "seed 004 as written (DataLoader, batch 128)", "seed004", "dataloader", SEED004_BATCH_SIZE),
-    Stage("tensors", "tensors on the device (batch 128)", "seed004", "tensors", SEED004_BATCH_SIZE),
-    Stage("batch512", "+ batch 512", "seed004", "tensors", FAST.batch_size),
+    Stage("tutorial_e", "Tutorial E as written (DataLoader, batch 128)", "tutorial_e", "dataloader", TUTORIAL_E_BATCH_SIZE),
+    Stage("tensors", "tensors on the device (batch 128)", "tutorial_e", "tensors", TUTORIAL_E_BATCH_SIZE),
+    Stage("batch512", "+ batch 512", "tutorial_e", "tensors", FAST.batch_size),
     Stage("onecycle", f"+ AdamW with OneCycle, max lr {FAST.lr:g}", "fit", "tensors", FAST.batch_size),
     Stage("bf16_channels_last", "+ bf16 autocast and channels_last", "fit", "tensors", FAST.batch_size, bf16=True),
 )
@@ -123,7 +123,7 @@ def _summarise(stage: StageResult, target: float | None) -> None:
             return
 
 
-def _seed004_style_run(
+def _tutorial_e_style_run(
     stage: StageResult,
     train_batches: Iterable[tuple[Tensor, Tensor]],
     val_batches: Iterable[tuple[Tensor, Tensor]],
@@ -132,14 +132,14 @@ def _seed004_style_run(
     device: torch.device,
     epochs: int,
 ) -> nn.Module:
-    """Seed 004's epoch loop (train, validate, StepLR.step) for ``epochs`` epochs."""
-    seed_everything(SEED004_SEED)
+    """Tutorial E's epoch loop (train, validate, StepLR.step) for ``epochs`` epochs."""
+    seed_everything(TUTORIAL_E_SEED)
     model = SimpleCNN().to(device)
-    optimizer, scheduler = seed004_optimizer(model)
+    optimizer, scheduler = tutorial_e_optimizer(model)
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        train_loss, _ = seed004_train_one_epoch(model, train_batches, optimizer, device)
-        _, val_acc = seed004_evaluate(model, val_batches, device)
+        train_loss, _ = tutorial_e_train_one_epoch(model, train_batches, optimizer, device)
+        _, val_acc = tutorial_e_evaluate(model, val_batches, device)
         scheduler.step()
         seconds = time.perf_counter() - start
         stage.rows.append(EpochRow(epoch, seconds, n_train / seconds, train_loss, val_acc))
@@ -160,10 +160,10 @@ def _fit_run(
 
 
 def _stage_settings(stage: Stage, device: torch.device, epochs: int, compile: bool) -> dict[str, Any]:
-    seed_style = stage.loop == "seed004"
+    seed_style = stage.loop == "tutorial_e"
     return {
         "data": "torchvision + DataLoader (2 workers)" if stage.data == "dataloader" else f"tensors on {device.type}",
-        "loop": "seed 004's train_one_epoch" if seed_style else "mnist_helpers.training.fit",
+        "loop": "tutorial E's train_one_epoch" if seed_style else "mnist_helpers.training.fit",
         "batch_size": stage.batch_size,
         "optimizer": "Adam lr 1e-3" if seed_style else f"AdamW wd {FAST.weight_decay:g}",
         "schedule": "StepLR(5, 0.5) per epoch" if seed_style else f"OneCycle max lr {FAST.lr:g}",
@@ -210,7 +210,7 @@ def precision_probe(
     than asserting it. The first step of each variant is a warm-up and is not counted.
     """
     device = torch.device(device)
-    generator = torch.Generator().manual_seed(SEED004_SEED)
+    generator = torch.Generator().manual_seed(TUTORIAL_E_SEED)
     x = torch.randn(batch_size, 1, 28, 28, generator=generator).to(device)
     y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
     seconds: dict[str, float] = {}
@@ -283,12 +283,12 @@ def _run_stage(stage: Stage, splits: MNISTSplits, *, device: torch.device, epoch
     else:
         if stage.data == "dataloader":
             start = time.perf_counter()
-            train, val = seed004_loaders(device, train_images=train_images)
+            train, val = tutorial_e_loaders(device, train_images=train_images)
             result.setup_seconds = time.perf_counter() - start
         else:
-            train, val = (splits.train.batches(stage.batch_size, shuffle=True, seed=SEED004_SEED),
-                          splits.val.batches(SEED004_BATCH_SIZE))
-        model = _seed004_style_run(result, train, val, len(splits.train), device=device, epochs=epochs)
+            train, val = (splits.train.batches(stage.batch_size, shuffle=True, seed=TUTORIAL_E_SEED),
+                          splits.val.batches(TUTORIAL_E_BATCH_SIZE))
+        model = _tutorial_e_style_run(result, train, val, len(splits.train), device=device, epochs=epochs)
     result.test_acc = _test_accuracy(model, splits, device)
     return result
 
@@ -297,7 +297,7 @@ def run_benchmark(
     *,
     quick: bool = False,
     target: float = DEFAULT_TARGET,
-    seed004_epochs: int = 15,
+    tutorial_e_epochs: int = 15,
     fast_epochs: int = 8,
     stages: Sequence[str] | None = None,
     compile: bool = False,
@@ -318,7 +318,7 @@ def run_benchmark(
         raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
     train_images = QUICK_TRAIN_IMAGES if quick else None
     if quick:
-        seed004_epochs = fast_epochs = 1
+        tutorial_e_epochs = fast_epochs = 1
     _warm_up(device)
     start = time.perf_counter()
     splits = load_mnist_splits(train_images=train_images, test_images=QUICK_TEST_IMAGES if quick else None,
@@ -326,7 +326,7 @@ def run_benchmark(
     tensor_setup = time.perf_counter() - start
     results = []
     for stage in (s for s in STAGES if s.name in chosen):
-        epochs = seed004_epochs if stage.loop == "seed004" else fast_epochs
+        epochs = tutorial_e_epochs if stage.loop == "tutorial_e" else fast_epochs
         result = _run_stage(stage, splits, device=device, epochs=epochs, compile=compile,
                             tensor_setup=tensor_setup, train_images=train_images, progress=progress)
         if not result.skipped:
@@ -353,7 +353,7 @@ def _assemble(
 ) -> dict[str, Any]:
     by_name = {s.name: s for s in results if not s.skipped}
     fast_name = fast_stage_name(device)
-    baseline, fast = by_name.get("seed004"), by_name.get(fast_name)
+    baseline, fast = by_name.get("tutorial_e"), by_name.get(fast_name)
     ratio_per_epoch = ratio_to_target = None
     if baseline and fast:
         ratio_per_epoch = baseline.seconds_per_epoch / fast.seconds_per_epoch
@@ -370,7 +370,7 @@ def _assemble(
             "val_images": len(splits.val),
             "test_images": len(splits.test),
             "split_seed": SPLIT_SEED,
-            "model_seed": SEED004_SEED,
+            "model_seed": TUTORIAL_E_SEED,
             "compile": compile,
         },
         "stages": [asdict(s) for s in results],
@@ -411,7 +411,7 @@ def load_result(path: str | Path) -> dict[str, Any]:
 def table_rows(result: dict[str, Any]) -> list[dict[str, str]]:
     """One formatted row per rung: the columns of the book's table and of the CLI's."""
     stages = [s for s in result["stages"] if not s["skipped"]]
-    baseline = next((s for s in stages if s["name"] == "seed004"), None)
+    baseline = next((s for s in stages if s["name"] == "tutorial_e"), None)
     rows = []
     for s in stages:
         to_target = "not reached" if s["seconds_to_target"] is None else f"{s['seconds_to_target']:.1f}"
@@ -422,7 +422,7 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, str]]:
             speedup = f"{baseline['seconds_per_epoch'] / s['seconds_per_epoch']:.1f}× per epoch"
         rows.append(
             {
-                "change": s["label"] + (" [fast_fit]" if s["name"] == result["fast_stage"] else ""),
+                "change": s["label"] + (" [fast recipe]" if s["name"] == result["fast_stage"] else ""),
                 "batch": str(s["settings"]["batch_size"]),
                 "s/epoch": f"{s['seconds_per_epoch']:.1f}",
                 "images/s": f"{s['images_per_s']:,.0f}",

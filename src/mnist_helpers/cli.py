@@ -221,9 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
                "Run '%(prog)s COMMAND --help' for a command's options.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    device_help = "cpu, cuda or mps (default: the fastest available)"
-    checkpoint_help = "a checkpoint written by 'train' or by a chapter"
+    _add_train(commands)
+    _add_predict(commands)
+    _add_evaluate(commands)
+    return parser
 
+
+DEVICE_HELP = "cpu, cuda or mps (default: the fastest available)"
+CHECKPOINT_HELP = "a checkpoint written by 'train' or by a chapter"
+
+
+def _add_train(commands: Any) -> None:
     recipes = "\n".join(f"  {name:<10} {textwrap.fill(recipe.describe(), 90, subsequent_indent=' ' * 13)}"
                          for name, recipe in RECIPES.items())
     train = commands.add_parser(
@@ -246,35 +254,39 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use only the first N of the 60,000 training images, before the validation split")
     train.add_argument("--test-images", metavar="N", type=_positive(int),
                        help="use only the first N of the 10,000 test images")
-    train.add_argument("--device", metavar="DEVICE", help=device_help)
+    train.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
     train.set_defaults(run=command_train)
 
+
+def _add_predict(commands: Any) -> None:
     predict = commands.add_parser(
         "predict", help="read handwritten digits from image files",
         description="Preprocess each photo MNIST-style (grey, ink on black, cropped, scaled to 20 px, "
                     "centred by mass in 28x28) and print the model's answer. Images that cannot be used "
                     "are reported on stderr; the others are still predicted and the exit status is 1.",
     )
-    predict.add_argument("--checkpoint", metavar="PATH", required=True, help=checkpoint_help)
+    predict.add_argument("--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP)
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     predict.add_argument("--format", choices=WRITERS, default="table",
                          help="output: an aligned table (default), CSV (file,prediction,confidence) or JSON")
     predict.add_argument("--show-preprocessed", type=Path, metavar="DIR",
                          help="also save the 28x28 image the model saw for each input, as PNG in DIR")
-    predict.add_argument("--device", metavar="DEVICE", help=device_help)
+    predict.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
     predict.set_defaults(run=command_predict)
 
+
+def _add_evaluate(commands: Any) -> None:
     evaluate_ = commands.add_parser(
         "evaluate", help="test accuracy and per-digit accuracy of a checkpoint",
         description="Evaluate a checkpoint on the MNIST test set: overall accuracy, a per-digit table "
                     "and the most confused pairs.",
     )
-    evaluate_.add_argument("--checkpoint", metavar="PATH", required=True, help=checkpoint_help)
+    evaluate_.add_argument("--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP)
     evaluate_.add_argument("--test-images", metavar="N", type=_positive(int),
                            help="use only the first N test images (default: all; 2000 in the smoke profile)")
-    evaluate_.add_argument("--device", metavar="DEVICE", help=device_help)
+    evaluate_.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
     evaluate_.set_defaults(run=command_evaluate)
-    return parser
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:

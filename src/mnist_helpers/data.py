@@ -272,7 +272,7 @@ def load_mnist_splits(
     """The book's standard data entry point: normalized train/val/test tensors on ``device``.
 
     ``train_images`` limits the training set *before* the split. ``mean=0, std=1`` gives plain
-    ``ToTensor()`` inputs (seed 000); ``mean=std=0.5`` gives ``Normalize(0.5, 0.5)`` (seed 002).
+    ``ToTensor()`` inputs (tutorial A); ``mean=std=0.5`` gives ``Normalize(0.5, 0.5)`` (tutorial C).
     """
     device = torch.device(device)
     images, labels = mnist_tensors(True, root=root, limit=train_images)

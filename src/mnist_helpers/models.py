@@ -2,7 +2,7 @@
 
 Every model stores its constructor arguments in ``self.config`` so that a checkpoint can record
 ``(class name, config)`` and rebuild the exact architecture later without pickling any code.
-All models return raw logits, except :class:`CNN`, which keeps seed 003's ``log_softmax`` output.
+All models return raw logits, except :class:`CNN`, which keeps tutorial D's ``log_softmax`` output.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 class MLP(nn.Module):
     """Fully connected net: Flatten -> [Linear, ReLU]* -> Linear.
 
-    Seed 000 is ``MLP((256, 512, 344))``; seed 001 is ``MLP((128, 128))``.
+    Tutorial A is ``MLP((256, 512, 344))``; tutorial B is ``MLP((128, 128))``.
     """
 
     batch_norm = False  # BatchNormMLP switches it on; a class attribute, so ``config`` stays the same
@@ -48,7 +48,7 @@ class MLP(nn.Module):
 
 
 class BatchNormMLP(MLP):
-    """Seed 002's net: Flatten -> [Linear, BatchNorm1d, ReLU]* -> Linear.
+    """Tutorial C's net: Flatten -> [Linear, BatchNorm1d, ReLU]* -> Linear.
 
     Unlike the seed, it returns logits: a softmax in front of ``CrossEntropyLoss`` squashes the gradients
     and is the seed's main mistake.
@@ -63,7 +63,7 @@ class BatchNormMLP(MLP):
 
 
 class CNN(nn.Module):
-    """Seed 003's small convnet (1x28x28 -> conv5 -> pool -> conv3 -> 2000 features -> 500 -> 10).
+    """Tutorial D's small convnet (1x28x28 -> conv5 -> pool -> conv3 -> 2000 features -> 500 -> 10).
 
     It returns ``log_softmax`` as the seed does, so pair it with ``F.nll_loss``; ``F.cross_entropy`` gives
     the same value because log_softmax of log-probabilities changes nothing.
@@ -85,7 +85,7 @@ class CNN(nn.Module):
 
 
 class SimpleCNN(nn.Module):
-    """Seed 004's VGG-style convnet: two [conv3, conv3, maxpool, dropout] blocks, then 3136 -> 128 -> 10.
+    """Tutorial E's VGG-style convnet: two [conv3, conv3, maxpool, dropout] blocks, then 3136 -> 128 -> 10.
 
     Layer names follow the seed (``conv1`` ... ``fc2``) so a reader can map one onto the other. It has
     467,818 parameters, not the seed's "~140K": 401,536 of them sit in ``fc1``.

@@ -61,8 +61,8 @@ def _full(epochs: int) -> Budget:
 BUDGETS: dict[str, dict[str, Budget]] = {
     "01_data": {"full": _full(1), "smoke": _SMOKE},
     "02_visualize": {"full": _full(0), "smoke": _SMOKE},
-    "03_mlp_seed000": {"full": _full(15), "smoke": _SMOKE},
-    "03_mlp_seed001": {"full": _full(7), "smoke": _SMOKE},
+    "03_mlp_tutorial_a": {"full": _full(15), "smoke": _SMOKE},
+    "03_mlp_tutorial_b": {"full": _full(7), "smoke": _SMOKE},
     "03_batch_size": {"full": _full(10), "smoke": _SMOKE},
     "04_batchnorm": {"full": _full(20), "smoke": _SMOKE},
     "05_cnn": {"full": _full(20), "smoke": _SMOKE},

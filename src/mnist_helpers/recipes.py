@@ -161,7 +161,7 @@ def fit_recipe(
 
 
 RECIPES: dict[str, Recipe] = {
-    "mlp": Recipe(chapter="03", model="mlp", model_config={"hidden": (256, 512, 344)}, run="03_mlp_seed000",
+    "mlp": Recipe(chapter="03", model="mlp", model_config={"hidden": (256, 512, 344)}, run="03_mlp_tutorial_a",
                   batch_size=128, lr=1e-3, schedule="cosine"),
     "bnmlp": Recipe(chapter="04", model="bnmlp", model_config={"hidden": (300, 100)}, run="04_batchnorm",
                     batch_size=64, lr=0.01, optimizer="sgd", momentum=0.9, schedule="step", step_size=5,

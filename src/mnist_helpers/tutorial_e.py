@@ -1,4 +1,4 @@
-"""Seed 004's training pipeline exactly as the reference tutorial wrote it, kept as the yardstick.
+"""Tutorial E's training pipeline exactly as the reference tutorial wrote it, kept as the yardstick.
 
 Chapter 08 times this code against the book's own path (tensors on the device, :func:`mnist_helpers.
 training.fit`, the fast recipe). It stays verbatim, including what the book would do differently, because
@@ -20,28 +20,28 @@ from torchvision import transforms
 
 from mnist_helpers.data import MNIST_MEAN, MNIST_STD, load_mnist, train_val_split
 
-SEED004_SEED = 42  # the tutorial's torch.manual_seed(42)
-SEED004_BATCH_SIZE = 128
-SEED004_NUM_WORKERS = 2
+TUTORIAL_E_SEED = 42  # the tutorial's torch.manual_seed(42)
+TUTORIAL_E_BATCH_SIZE = 128
+TUTORIAL_E_NUM_WORKERS = 2
 SPLIT_SEED = 0  # the book's train/validation split (load_mnist_splits' default)
 
 
-def seed004_transform() -> transforms.Compose:
+def tutorial_e_transform() -> transforms.Compose:
     """``ToTensor`` + ``Normalize(0.1307, 0.3081)``: run on each image, in Python, every epoch."""
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
 
 
-def seed004_loaders(
+def tutorial_e_loaders(
     device: torch.device | str,
     *,
     train_images: int | None = None,
     val_fraction: float = 0.1,
     split_seed: int = SPLIT_SEED,
-    batch_size: int = SEED004_BATCH_SIZE,
-    num_workers: int = SEED004_NUM_WORKERS,
+    batch_size: int = TUTORIAL_E_BATCH_SIZE,
+    num_workers: int = TUTORIAL_E_NUM_WORKERS,
     root: str | Path | None = None,
 ) -> tuple[DataLoader, DataLoader]:
-    """Seed 004's ``(train_loader, val_loader)`` over the book's train/validation split.
+    """Tutorial E's ``(train_loader, val_loader)`` over the book's train/validation split.
 
     The seed builds ``DataLoader(MNIST(transform=...), batch_size=128, shuffle=True, num_workers=2,
     pin_memory=True)``; here the two loaders read :class:`~torch.utils.data.Subset`\\ s of the torchvision
@@ -50,7 +50,7 @@ def seed004_loaders(
     where it does something (on CPU PyTorch warns that it is ignored).
     """
     device = torch.device(device)
-    dataset = load_mnist(True, root=root, transform=seed004_transform())
+    dataset = load_mnist(True, root=root, transform=tutorial_e_transform())
     n_images = len(dataset) if train_images is None else train_images
     train_idx, val_idx = train_val_split(n_images, val_fraction=val_fraction, seed=split_seed)
     pin = device.type == "cuda"
@@ -67,19 +67,19 @@ def seed004_loaders(
     return loader(train_idx, shuffle=True), loader(val_idx, shuffle=False)
 
 
-def seed004_optimizer(model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def tutorial_e_optimizer(model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The seed's Adam(lr=1e-3) and StepLR(step_size=5, gamma=0.5), stepped once per epoch."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
 
 
-def seed004_train_one_epoch(
+def tutorial_e_train_one_epoch(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
     optimizer: torch.optim.Optimizer,
     device: torch.device,
 ) -> tuple[float, float]:
-    """Seed 004's ``train_one_epoch``, statement for statement; returns (mean loss, accuracy in [0, 1]).
+    """Tutorial E's ``train_one_epoch``, statement for statement; returns (mean loss, accuracy in [0, 1]).
 
     Kept verbatim (including the two ``.item()`` calls per batch, which make a GPU wait for every batch)
     because the point is to time the seed's code, not an idealised version of it.
@@ -101,10 +101,10 @@ def seed004_train_one_epoch(
     return running_loss / n_batches, correct / total
 
 
-def seed004_evaluate(
+def tutorial_e_evaluate(
     model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device
 ) -> tuple[float, float]:
-    """Seed 004's ``evaluate`` (eval mode, no_grad); returns (mean loss, accuracy in [0, 1])."""
+    """Tutorial E's ``evaluate`` (eval mode, no_grad); returns (mean loss, accuracy in [0, 1])."""
     model.eval()
     running_loss, correct, total, n_batches = 0.0, 0, 0, 0
     with torch.no_grad():
