@@ -8,6 +8,7 @@ instead of being unpickled. Saves are atomic so a crash mid-write never destroys
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import mnist_helpers
 from mnist_helpers.models import MODEL_REGISTRY
 
 FORMAT_VERSION = 1
@@ -48,12 +50,22 @@ def _plain(value: Any, where: str) -> Any:
     )
 
 
+def library_fingerprint() -> str:
+    """A short SHA-256 over the library's source files: which version of the code trained a model."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(mnist_helpers.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, **metadata: Any) -> Path:
     """Write ``model`` (and ``metadata`` such as ``epoch=3, val_acc=0.98``) to ``path`` atomically.
 
     The file is written to a temporary name in the same folder, flushed to disk, then renamed over
-    ``path``: readers see either the old checkpoint or the new one, never half a file.
+    ``path``: readers see either the old checkpoint or the new one, never half a file. The metadata also
+    records :func:`library_fingerprint`, so a later chapter can say which library trained the weights.
     """
+    metadata = {"library": library_fingerprint(), **metadata}
     path = Path(path)
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: save the model inside
     name = type(model).__name__

@@ -1,0 +1,48 @@
+"""chapter06_simplecnn: reuse chapter 06's checkpoint only when the library's recipe made it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_helpers.checkpoints import library_fingerprint, save_checkpoint
+from mnist_helpers.data import MNISTSplits, TensorSplit
+from mnist_helpers.models import SimpleCNN
+from mnist_helpers.pretrained import chapter06_simplecnn
+from mnist_helpers.recipes import RECIPES
+
+
+@pytest.fixture
+def toy_splits(toy_split: Callable[..., TensorSplit]) -> MNISTSplits:
+    return MNISTSplits(train=toy_split(64, 0), val=toy_split(32, 1), test=toy_split(32, 2))
+
+
+def test_a_checkpoint_of_the_chapter_recipe_is_loaded_with_its_provenance(
+    tmp_path: Path, toy_splits: MNISTSplits
+) -> None:
+    saved = SimpleCNN()
+    path = save_checkpoint(tmp_path / "simplecnn.pt", saved, recipe=RECIPES["simplecnn"].describe())
+
+    model, provenance = chapter06_simplecnn(toy_splits, "cpu", path)
+
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(model(x), saved.eval()(x))
+    assert provenance.source == "chapter 06's checkpoint"
+    assert provenance.library == library_fingerprint() and provenance.same_library
+    assert "seed 42" in provenance.describe()
+
+
+def test_a_checkpoint_of_another_recipe_is_not_reused(
+    tmp_path: Path, toy_splits: MNISTSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MNIST_BOOK_PROFILE", "smoke")
+    path = save_checkpoint(tmp_path / "simplecnn.pt", SimpleCNN(), recipe="something else")
+    before = path.read_bytes()
+
+    _, provenance = chapter06_simplecnn(toy_splits, "cpu", path)
+
+    assert provenance.source == "trained in this notebook"
+    assert path.read_bytes() != before  # replaced by the model trained with the chapter's recipe
