@@ -216,3 +216,14 @@ def test_the_books_chapters_do_not_depend_on_the_command_line() -> None:
         modules = library_hashes(nbformat.read(chapter, as_version=4))
         assert "mnist_helpers/glue.py" in modules, chapter.name  # every chapter glues its numbers
         assert "mnist_helpers/cli.py" not in modules, chapter.name
+
+
+def test_code_hash_ignores_comments_and_formatting_but_not_code(tmp_path: Path) -> None:
+    path = _write_notebook(tmp_path / "a.ipynb", "x = f(1, 2)\nprint(x)")
+    original = code_sha256(nbformat.read(path, as_version=4))
+
+    _edit_cell(path, 1, "# the sum\nx = f(1,\n      2)  # two numbers\n\nprint( x )")
+    assert code_sha256(nbformat.read(path, as_version=4)) == original
+
+    _edit_cell(path, 1, "x = f(1, 3)\nprint(x)")
+    assert code_sha256(nbformat.read(path, as_version=4)) != original

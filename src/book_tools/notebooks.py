@@ -47,14 +47,15 @@ _TEXT_MIME_PREFIXES = ("text/", "application/json", "application/javascript")
 
 
 def code_sha256(nb: nbformat.NotebookNode) -> str:
-    """Hash the code cells' sources in order: what, if edited, makes the stored outputs wrong.
+    """Hash the code cells' syntax trees in order: what, if edited, makes the stored outputs wrong.
 
-    Markdown is left out on purpose: fixing prose must not require a re-run.
+    Markdown is left out on purpose, and so are comments and formatting (the hash is over the parsed
+    code): fixing prose or re-wrapping a line must not require a re-run.
     """
     digest = hashlib.sha256()
     for cell in nb.cells:
         if cell.cell_type == "code":
-            digest.update(cell.source.encode() + b"\0")
+            digest.update(ast.dump(_parse_cell(cell.source)).encode() + b"\0")
     return digest.hexdigest()
 
 
