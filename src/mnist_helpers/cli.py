@@ -29,6 +29,7 @@ from torch import nn
 from mnist_helpers.checkpoints import load_checkpoint, save_checkpoint
 from mnist_helpers.data import TensorSplit, load_mnist_splits, mnist_tensors, normalize
 from mnist_helpers.devices import pick_device
+from mnist_helpers.distributed import launched_by_torchrun, train_distributed
 from mnist_helpers.evaluation import collect_predictions, confusion_matrix, most_confused_pairs, per_class_accuracy
 from mnist_helpers.inference import ImagePreprocessError, predict
 from mnist_helpers.models import MODEL_REGISTRY, count_parameters
@@ -71,6 +72,10 @@ def command_train(args: argparse.Namespace) -> int:
     lr, seed = args.lr or recipe.lr, recipe.seed if args.seed is None else args.seed
     out = Path(args.out or Path("checkpoints") / current_profile() / f"{args.model}.pt")
     device = pick_device(args.device)
+    if launched_by_torchrun():  # one of several workers: chapter 12's data-parallel training
+        return train_distributed(args.model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out,
+                                 train_images=args.train_images or b.train_images,
+                                 test_images=args.test_images or b.test_images, device=device)
 
     splits = load_mnist_splits(train_images=args.train_images or b.train_images, seed=seed, mean=recipe.mean,
                                std=recipe.std, test_images=args.test_images or b.test_images, device=device)
