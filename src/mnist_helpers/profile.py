@@ -69,6 +69,7 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     "06_simplecnn": {"full": _full(15), "smoke": _SMOKE},
     "07_own_digits": {"full": _full(4), "smoke": _SMOKE},
     "08_fast": {"full": _full(8), "smoke": _SMOKE},
+    "09_inside": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: studies chapter 06's SimpleCNN
 }
 
 
