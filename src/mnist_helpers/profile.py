@@ -70,6 +70,7 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     "07_own_digits": {"full": _full(4), "smoke": _SMOKE},
     "08_fast": {"full": _full(8), "smoke": _SMOKE},
     "09_inside": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: studies chapter 06's SimpleCNN
+    "11_export": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: exports chapter 06's SimpleCNN
 }
 
 
