@@ -31,6 +31,7 @@ from mnist_helpers.data import TensorSplit, load_mnist_splits, mnist_tensors, no
 from mnist_helpers.devices import pick_device
 from mnist_helpers.distributed import launched_by_torchrun, train_distributed
 from mnist_helpers.evaluation import collect_predictions, confusion_matrix, most_confused_pairs, per_class_accuracy
+from mnist_helpers.export import check_parity, export_onnx, onnx_session
 from mnist_helpers.inference import ImagePreprocessError, predict
 from mnist_helpers.models import MODEL_REGISTRY, count_parameters
 from mnist_helpers.profile import budget, current_profile
@@ -199,6 +200,30 @@ def command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- export
+
+
+def command_export(args: argparse.Namespace) -> int:
+    """Write the checkpoint's model to ONNX (normalization built in), then check it against PyTorch."""
+    out = Path(args.out)
+    if out.suffix != ".onnx":
+        raise ValueError(f"--out {out}: the file name must end in .onnx, e.g. --out model.onnx")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name inside it, e.g. --out {out / 'model.onnx'}")
+    model, metadata, _ = _load(args.checkpoint, "cpu")
+    name = _recipe_for(model)[0]
+    mean, std = _normalization(model, metadata)
+    export_onnx(model, out, mean=mean, std=std, metadata={"checkpoint": Path(args.checkpoint).name, "model": name})
+    pixels = torch.randint(0, 256, (256, 1, 28, 28), generator=torch.Generator().manual_seed(0)).float()
+    parity = check_parity(model, onnx_session(out), pixels, mean=mean, std=std)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {name}, with its normalization (mean {mean:g}, "
+          f"std {std:g}) built in")
+    print("input 'pixels': float32 (N, 1, 28, 28), grey levels 0..255, white ink on black; output 'logits': (N, 10)")
+    print(f"check on {parity.images} random images: onnxruntime and PyTorch predict the same digit for "
+          f"{parity.same_predictions}; largest logit difference {parity.max_abs_logit_diff:.1e}")
+    return 0 if parity.identical_predictions else 1
+
+
 # -------------------------------------------------------------------------------------------- argparse
 
 
@@ -229,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_predict(commands)
     _add_evaluate(commands)
+    _add_export(commands)
     return parser
 
 
@@ -291,6 +317,18 @@ def _add_evaluate(commands: Any) -> None:
                            help="use only the first N test images (default: all; 2000 in the smoke profile)")
     evaluate_.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
     evaluate_.set_defaults(run=command_evaluate)
+
+
+def _add_export(commands: Any) -> None:
+    export = commands.add_parser(
+        "export", help="export a checkpoint to ONNX, to run it without PyTorch (onnxruntime, a web page)",
+        description="Write the checkpoint's model to one ONNX file that takes 0..255 grey-level pixels (the "
+                    "normalization it was trained with is built in) and returns logits, then check that "
+                    "onnxruntime and PyTorch agree on it. Exit status 1 if they predict different digits.",
+    )
+    export.add_argument("--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP)
+    export.add_argument("--out", metavar="PATH", required=True, help="the ONNX file to write, e.g. model.onnx")
+    export.set_defaults(run=command_export)
 
 
 
