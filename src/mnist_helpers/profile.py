@@ -71,6 +71,7 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     "08_fast": {"full": _full(8), "smoke": _SMOKE},
     "09_inside": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: studies chapter 06's SimpleCNN
     "11_export": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: exports chapter 06's SimpleCNN
+    "12_scaling_out": {"full": _full(2), "smoke": _SMOKE},  # 1 vs 2 processes, 3 seeds each
 }
 
 
