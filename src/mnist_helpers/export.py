@@ -51,8 +51,11 @@ def export_onnx(model: nn.Module, path: str | Path, *, mean: float, std: float,
     Uses the ``torch.export``-based exporter (``dynamo=True``), PyTorch's default since 2.9; the older
     TorchScript exporter still works but warns that it will be removed. The batch dimension stays
     dynamic, so one file serves one image or a thousand. The weights go inside the file
-    (``external_data=False``): a web page fetches one URL. ``metadata`` (strings, e.g. where the weights
-    came from) is stored in the file's ``metadata_props``. The write is atomic, like a checkpoint's.
+    (``external_data=False``): a web page fetches one URL. The exporter's per-node debugging notes are
+    dropped: they hold stack traces with this machine's file paths, which a published file should not
+    carry, and without them the same weights give the same bytes on any machine. ``metadata`` (strings,
+    e.g. where the weights came from) is stored in the file's ``metadata_props``. The write is atomic,
+    like a checkpoint's.
     """
     model = copy.deepcopy(getattr(model, "_orig_mod", model)).cpu().eval()  # leave the caller's model alone
     wrapped = WithNormalization(model, mean, std).eval()
@@ -68,6 +71,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, mean: float, std: float,
             dynamic_shapes=({0: torch.export.Dim("batch")},),
         )
         proto = program.model_proto
+        for node in proto.graph.node:  # the exporter's debugging notes: stack traces with this machine's paths
+            del node.metadata_props[:]
         for key, value in (metadata or {}).items():
             proto.metadata_props.add(key=key, value=str(value))
         onnx.checker.check_model(proto)
