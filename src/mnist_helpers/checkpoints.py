@@ -9,6 +9,7 @@ instead of being unpickled. Saves are atomic so a crash mid-write never destroys
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import pickle
 import tempfile
@@ -101,11 +102,12 @@ def _expected_name(expected: str | type[nn.Module]) -> str:
     return MODEL_REGISTRY[expected.lower()].__name__ if expected.lower() in MODEL_REGISTRY else expected
 
 
-def _read(path: Path, map_location: str | torch.device) -> Any:
+def _read(path: Path) -> Any:
+    """The checkpoint's data, read onto the CPU (the model moves to its device once it is built)."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: check the path, or train and save the model first")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # junk fails with struct.error, KeyError, EOFError, UnpicklingError, ...
         if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
             raise CheckpointError(
@@ -123,6 +125,53 @@ def _is_bare_state_dict(payload: Any) -> bool:
     )
 
 
+MAX_LAYER_SIZE = 100_000  # no book model has a layer anywhere near this wide; a bigger config is not ours
+_REQUIRED: dict[str, type] = {"model_class": str, "model_config": Mapping, "state_dict": Mapping,
+                              "metadata": Mapping}
+
+
+def _validated_class(path: Path, payload: Mapping[str, Any]) -> str:
+    """Check the payload's fields and weights before anything is built; return the model class name."""
+    for key, kind in _REQUIRED.items():
+        if key not in payload:
+            raise CheckpointError(f"{path} has no {key!r}: it is incomplete; re-save it with save_checkpoint")
+        if not isinstance(payload[key], kind):
+            raise CheckpointError(f"{path}: {key!r} is a {type(payload[key]).__name__}, not a "
+                                  f"{'dict' if kind is Mapping else kind.__name__}; re-save it with save_checkpoint")
+    name = payload["model_class"]
+    if name not in _CLASSES:
+        raise CheckpointError(f"{path} holds an unknown model class {name!r}; known: {', '.join(_CLASSES)}")
+    for key, tensor in payload["state_dict"].items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{path}: weight {key!r} is a {type(tensor).__name__}, not a tensor")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{path}: weight {key!r} holds NaN or infinite values, so every answer would be meaningless "
+                "(the training run diverged); retrain with a lower learning rate"
+            )
+    return name
+
+
+def _validated_config(path: Path, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments, checked against the class's signature and for sane sizes.
+
+    A config is data from a file: without this check ``hidden=[10**9]`` would try to allocate terabytes
+    and an unknown key would surface as a TypeError deep in a constructor.
+    """
+    parameters = inspect.signature(_CLASSES[name]).parameters
+    for key, value in config.items():
+        if key not in parameters:
+            raise CheckpointError(f"{path}: {name} takes no argument {key!r} (it takes "
+                                  f"{', '.join(parameters) or 'none'}); the checkpoint is damaged or not ours")
+        sizes = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sizes) or len(sizes) > 100:
+            raise CheckpointError(f"{path}: {name} config {key}={value!r} is not a number or a short list of numbers")
+        if any(v < 0 or v > MAX_LAYER_SIZE for v in sizes):
+            raise CheckpointError(f"{path}: {name} config {key}={value!r} is out of range (0 to "
+                                  f"{MAX_LAYER_SIZE:,}); the checkpoint is damaged or not ours")
+    return dict(config)
+
+
 def load_checkpoint(
     path: str | Path,
     expected: str | type[nn.Module] | None = None,
@@ -134,7 +183,7 @@ def load_checkpoint(
     where chapter 06's SimpleCNN was meant.
     """
     path = Path(path)
-    payload = _read(path, map_location)
+    payload = _read(path)
     if _is_bare_state_dict(payload):
         raise CheckpointError(
             f"{path} is a bare state_dict (what torch.save(model.state_dict(), path) writes), not a "
@@ -145,16 +194,22 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path} is not a checkpoint written by save_checkpoint (format {FORMAT_VERSION}); re-save it"
         )
-    name = payload["model_class"]
+    name = _validated_class(path, payload)
     if expected is not None and _expected_name(expected) != name:
         raise CheckpointError(
             f"{path} holds a model of class {name}, but {_expected_name(expected)} was expected"
         )
-    if name not in _CLASSES:
-        raise CheckpointError(f"{path} holds an unknown model class {name!r}; known: {', '.join(_CLASSES)}")
-    model = _CLASSES[name](**payload["model_config"]).to(map_location)
+    config = _validated_config(path, name, payload["model_config"])
+    try:
+        model = _CLASSES[name](**config)
+    except (TypeError, ValueError) as err:  # e.g. a dropout probability of 5
+        raise CheckpointError(f"{path}: cannot build a {name}{config}: {err}") from err
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: the weights do not fit a {name}{payload['model_config']}: {err}") from err
+        raise CheckpointError(f"{path}: the weights do not fit a {name}{config}: {err}") from err
+    try:
+        model = model.to(map_location)
+    except (RuntimeError, AssertionError) as err:  # e.g. "mps" or "cuda" on a machine without one
+        raise CheckpointError(f"cannot put the model on {str(map_location)!r}: {err}; use 'cpu'") from err
     return model.eval(), payload["metadata"]
