@@ -126,12 +126,14 @@ def load_mnist(
     """
     root = Path(root if root is not None else default_data_root())
     raw = _raw_folder(root)
-    if download and not all((raw / name).is_file() for name in MNIST_FILES):
+    missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
+    if download and missing:
         try:
             with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
                 MNIST(root, train=train, download=True)
-        except Exception as err:
-            raise MNISTDataError(f"could not download MNIST ({err}). " + _how_to_fetch(raw)) from err
+        except Exception as err:  # torchvision names the first archive it tried, not the missing file
+            raise MNISTDataError(f"MNIST files missing in {raw}/: {', '.join(missing)}; could not download "
+                                 f"them ({err}). " + _how_to_fetch(raw)) from err
     verify_mnist(root)
     return MNIST(root, train=train, transform=transform, download=False)
 
@@ -202,7 +204,18 @@ class TensorBatches:
         self._passes = 0
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(len(self.labels) / self.batch_size) - self._drops_last_single
+
+    @property
+    def _drops_last_single(self) -> bool:
+        """Whether shuffled batches skip a final batch of ONE image.
+
+        In training mode batch norm divides by the batch's own standard deviation, which one image does
+        not have (PyTorch raises "Expected more than 1 value per channel"): 54,000 training images in
+        batches of 11 would crash the last step of every epoch. Skipping one image per epoch, a different
+        one each epoch since the order is reshuffled, costs nothing; evaluation (unshuffled) keeps it.
+        """
+        return self.shuffle and len(self.labels) > 1 and len(self.labels) % self.batch_size == 1
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         if not self.shuffle:
@@ -210,7 +223,7 @@ class TensorBatches:
         generator = torch.Generator().manual_seed(self.seed + self._passes)
         self._passes += 1
         order = torch.randperm(len(self.labels), generator=generator).to(self.images.device)
-        return self._gathered(order)
+        return self._gathered(order[: len(order) - self._drops_last_single])
 
     def _slices(self) -> Iterator[tuple[Tensor, Tensor]]:
         for start in range(0, len(self.labels), self.batch_size):

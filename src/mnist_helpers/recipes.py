@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -132,6 +133,7 @@ def fit_recipe(
     compile: bool = False,
     checkpoint_path: str | Path | None = None,
     progress: bool | None = None,
+    on_epoch: Callable[[History], None] | None = None,
 ) -> History:
     """Train ``model`` with ``recipe`` through :func:`~mnist_helpers.training.fit`; any argument given
     overrides the recipe's value. ``bf16`` defaults to the recipe's choice where the device computes
@@ -152,7 +154,7 @@ def fit_recipe(
     early_stopping = EarlyStopping(recipe.patience, recipe.monitor) if recipe.patience else None
     history = fit(step_model, train, val, epochs=epochs, optimizer=optimizer, loss_fn=recipe.loss_fn,
                   device=device, scheduler=scheduler, early_stopping=early_stopping, monitor=recipe.monitor,
-                  progress=progress)
+                  progress=progress, on_epoch=on_epoch)
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, model.to(memory_format=torch.contiguous_format),
                         recipe=recipe.describe(), epoch=history.best_epoch, val_acc=history.best_val_acc,

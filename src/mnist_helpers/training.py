@@ -213,13 +213,15 @@ def fit(
     checkpoint_path: str | Path | None = None,
     monitor: Monitor = "val_acc",
     progress: bool | None = None,
+    on_epoch: Callable[[History], None] | None = None,
 ) -> History:
     """Train ``model`` for up to ``epochs`` epochs, validating after each; return its :class:`History`.
 
     The best epoch by ``monitor`` on validation is saved to ``checkpoint_path`` (if given) and its weights
     are restored into ``model`` at the end, so the model you get back is the one you would report.
     ``scheduler`` steps once per epoch (ReduceLROnPlateau receives the validation loss); for one that
-    steps every batch, wrap the batches (:class:`mnist_helpers.fast.SchedulerEveryBatch`).
+    steps every batch, wrap the batches (:class:`mnist_helpers.fast.SchedulerEveryBatch`). ``on_epoch``
+    is called with the history after each epoch's bookkeeping.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -247,6 +249,8 @@ def fit(
             history.best_epoch, history.best_val_acc, history.best_val_loss = epoch, val_acc, val_loss
             if checkpoint_path is not None:
                 save_checkpoint(checkpoint_path, model, epoch=epoch, val_acc=val_acc, val_loss=val_loss)
+        if on_epoch is not None:  # e.g. the command line prints the epoch now and keeps the best weights
+            on_epoch(history)
         if scheduler is not None:
             _step_epoch_scheduler(scheduler, val_loss)
         if early_stopping is not None and early_stopping.should_stop(history):
