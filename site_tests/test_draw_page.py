@@ -76,7 +76,8 @@ def skeleton(mask: np.ndarray) -> np.ndarray:
             neighbours = sum(ring[:8])
             transitions = sum((a == 0) & (b == 1) for a, b in zip(ring, ring[1:]))
             first, second = (p2 * p4 * p6, p4 * p6 * p8) if step == 0 else (p2 * p4 * p8, p2 * p6 * p8)
-            remove = (core == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & (first == 0) & (second == 0)
+            remove = ((core == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1)
+                      & (first == 0) & (second == 0))
             if remove.any():
                 core[remove] = 0
                 changed = True

@@ -88,14 +88,16 @@ def onnx_session(path: str | Path) -> onnxruntime.InferenceSession:
     """An onnxruntime session on the CPU for the ONNX file at ``path``, with a clear error if it is no such file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no ONNX file at {path}: export one first (mnist-helpers export --checkpoint ... --out {path})")
+        raise FileNotFoundError(
+            f"no ONNX file at {path}: export one first (mnist-helpers export --checkpoint ... --out {path})")
     try:
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf types
         raise ValueError(f"{path} is not a usable ONNX model (truncated, or not an ONNX file?): {error}") from None
 
 
-def onnx_logits(session: onnxruntime.InferenceSession, pixels: Tensor | np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def onnx_logits(session: onnxruntime.InferenceSession, pixels: Tensor | np.ndarray,
+                batch_size: int = 1000) -> np.ndarray:
     """Logits from an exported model for 0..255 ``pixels`` of shape (N, 1, 28, 28), computed in batches."""
     array = pixels.numpy() if isinstance(pixels, Tensor) else np.asarray(pixels)
     array = array.astype(np.float32, copy=False)
