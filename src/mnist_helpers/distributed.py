@@ -85,6 +85,10 @@ def _world_from_environment(device: str | torch.device | None) -> World:
     rank, world_size, local_rank = (int(os.environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     chosen = pick_device(device)
     if chosen.type == "cuda":  # one GPU per worker on each machine: the local rank picks it
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"worker {local_rank} on this machine has no GPU of its own (the machine has "
+                             f"{torch.cuda.device_count()}); start at most that many processes per machine "
+                             "(--nproc_per_node) or train on the CPU (--device cpu)")
         chosen = torch.device("cuda", local_rank)
         torch.cuda.set_device(chosen)
     return World(rank, world_size, local_rank, chosen)
