@@ -80,3 +80,11 @@ def test_accuracy_vs_epsilon_labels_its_axes_and_annotates_each_point() -> None:
     ax = fig.axes[0]
     assert "grey levels" in ax.get_xlabel() and ax.get_ylabel() == "test accuracy (%)"
     assert [text.get_text() for text in ax.texts] == ["99.0%", "90.0%", "50.0%"]
+
+
+def test_a_heatmap_row_with_an_underlay_draws_the_digit_beneath_a_transparent_heatmap() -> None:
+    digits, heat = np.zeros((2, 4, 4)), np.ones((2, 4, 4))
+    fig = panel_rows([PanelRow("Grad-CAM", heat, cmap="jet", limits=(0, 1), underlay=digits)], "overlay")
+    first = fig.axes[0].get_images()
+    assert [image.get_cmap().name for image in first] == ["gray", "jet"]
+    assert first[0].get_alpha() is None and first[1].get_alpha() == 0.6

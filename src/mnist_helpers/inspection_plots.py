@@ -33,6 +33,7 @@ class PanelRow:
     colorbar: str | None = None  # the colour bar's label; None draws no colour bar
     titles: Sequence[str] = ()  # one title per panel, or none
     title_colors: Sequence[str] = ()  # one colour per title, or none (black)
+    underlay: np.ndarray | None = None  # grey images drawn beneath half-transparent panels (heatmap on digit)
 
 
 def panel_rows(rows: Sequence[PanelRow], title: str, panel_inches: float = 1.25) -> Figure:
@@ -49,7 +50,10 @@ def panel_rows(rows: Sequence[PanelRow], title: str, panel_inches: float = 1.25)
             if col >= len(images):
                 ax.set_axis_off()
                 continue
-            shown = ax.imshow(images[col], cmap=row.cmap, vmin=low, vmax=high)
+            if row.underlay is not None:
+                ax.imshow(_numpy(row.underlay)[col], cmap="gray")
+            alpha = 0.6 if row.underlay is not None else None
+            shown = ax.imshow(images[col], cmap=row.cmap, vmin=low, vmax=high, alpha=alpha)
             if row.titles:
                 color = row.title_colors[col] if row.title_colors else "black"
                 ax.set_title(row.titles[col], fontsize=9, color=color)
@@ -117,7 +121,7 @@ def embedding_pair(
     shown = None
     for ax, (name, points) in zip(axes[0], embeddings.items()):
         points = _numpy(points)
-        shown = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap=cmap, norm=norm, s=5, alpha=0.7, linewidths=0)
+        shown = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap=cmap, norm=norm, s=6, alpha=0.7, linewidths=0)
         ax.scatter(points[marked, 0], points[marked, 1], s=60, facecolors="none", edgecolors="black", linewidths=1.2)
         ax.set(title=name, xlabel="t-SNE dimension 1", ylabel="t-SNE dimension 2")
         ax.set_xticks([])
@@ -134,7 +138,7 @@ def embedding_pair(
 def reliability_diagrams(bins: Mapping[str, ReliabilityBins], title: str) -> Figure:
     """One reliability diagram per entry: accuracy per confidence bin against the diagonal of perfect
     calibration, with the number of images per bin underneath on a log scale (most sit near 100%)."""
-    fig, axes = _figure(2, len(bins), figsize=(5.2 * len(bins), 6.4), height_ratios=[3, 1.2], sharex=True)
+    fig, axes = _figure(2, len(bins), figsize=(5.2 * len(bins), 6.8), height_ratios=[3, 1.2], sharex=True)
     for col, (name, b) in enumerate(bins.items()):
         top, bottom = axes[0, col], axes[1, col]
         centres, width = (b.edges[:-1] + b.edges[1:]) / 2, np.diff(b.edges)
@@ -149,20 +153,28 @@ def reliability_diagrams(bins: Mapping[str, ReliabilityBins], title: str) -> Fig
         bottom.bar(centres, np.maximum(b.counts, 0.8), width=width, color="tab:gray", edgecolor="white")
         bottom.set(yscale="log", xlabel="confidence (probability of the predicted digit)", ylabel="images",
                    ylim=(0.8, None))
-    axes[0, 0].legend(loc="upper left", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=9, frameon=False)
     fig.suptitle(title, fontsize=13)
     return fig
 
 
 def accuracy_vs_epsilon(grey_levels: Sequence[float], accuracy: Sequence[float], title: str) -> Figure:
-    """Test accuracy (%) against the FGSM step measured in grey levels out of 255."""
+    """Test accuracy (%) against the FGSM step measured in grey levels out of 255.
+
+    Steps usually double from one to the next, so the x-axis is logarithmic (linear between 0 and 1, so
+    that the clean accuracy at a step of 0 still has a place) with a tick at every step measured.
+    """
     fig, axes = _figure(figsize=(7.5, 4.2))
     ax = axes[0, 0]
     ax.plot(grey_levels, accuracy, marker="o", color="tab:red")
     for x, y in zip(grey_levels, accuracy):
         ax.annotate(f"{y:.1f}%", (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
-    ax.set(title=title, xlabel="FGSM step ε (grey levels out of 255 per pixel)", ylabel="test accuracy (%)",
-           ylim=(0, 105))
+    ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+    ax.set_xticks(list(grey_levels), [f"{level:g}" for level in grey_levels])
+    ax.minorticks_off()
+    ax.set(title=title, xlabel="FGSM step ε (grey levels out of 255 per pixel, log scale)",
+           ylabel="test accuracy (%)", ylim=(0, 105))
     ax.grid(alpha=0.3)
     return fig
 
