@@ -82,10 +82,10 @@ def test_predict_prints_csv_in_the_order_given(tmp_path, checkpoint, capsys):
                                *map(str, files))
     assert code == 0 and stderr == ""
     rows = list(csv.reader(io.StringIO(stdout)))
-    assert rows[0] == ["file", "prediction", "confidence"]
+    assert rows[0] == ["file", "prediction", "confidence", "error"]
     assert [row[0] for row in rows[1:]] == [str(f) for f in files]
-    for _, prediction, confidence in rows[1:]:
-        assert int(prediction) in range(10) and 0.1 <= float(confidence) <= 1
+    for _, prediction, confidence, error in rows[1:]:
+        assert int(prediction) in range(10) and 0.1 <= float(confidence) <= 1 and error == ""
 
 
 def test_a_failing_file_does_not_hide_the_others(tmp_path, checkpoint, capsys):
@@ -97,7 +97,10 @@ def test_a_failing_file_does_not_hide_the_others(tmp_path, checkpoint, capsys):
     code, stdout, stderr = run(capsys, "predict", "--checkpoint", str(checkpoint), "--format", "csv",
                                str(corrupt), str(good_a), str(blank), str(good_b))
     assert code == 1
-    assert [row["file"] for row in csv.DictReader(io.StringIO(stdout))] == [str(good_a), str(good_b)]
+    rows = list(csv.DictReader(io.StringIO(stdout)))  # every file keeps its row, a failure with its reason
+    assert [row["file"] for row in rows] == [str(corrupt), str(good_a), str(blank), str(good_b)]
+    assert [bool(row["prediction"]) for row in rows] == [False, True, False, True]
+    assert "no digit found" in rows[2]["error"] and rows[1]["error"] == ""
     lines = stderr.strip().splitlines()
     assert any(str(corrupt) in line for line in lines) and any(str(blank) in line and "no digit" in line
                                                                for line in lines)

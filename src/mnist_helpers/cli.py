@@ -12,9 +12,13 @@ Exit codes: 0 success; 1 an error (one line on stderr, no traceback), or some im
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
+import math
+import os
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -36,7 +40,7 @@ from mnist_helpers.inference import ImagePreprocessError, predict
 from mnist_helpers.models import MODEL_REGISTRY, count_parameters
 from mnist_helpers.profile import budget, current_profile
 from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe
-from mnist_helpers.training import evaluate
+from mnist_helpers.training import History, evaluate
 
 PROG = "mnist-helpers"
 
@@ -65,6 +69,75 @@ def _load(path: str, device: str | None) -> tuple[nn.Module, dict[str, Any], tor
 # ----------------------------------------------------------------------------------------------- train
 
 
+CHANCE_ACCURACY = 0.1  # ten digits: guessing gets one in ten right
+PARTIAL_SUFFIX = ".partial.pt"  # where an interrupted run keeps its best epoch so far
+
+
+def check_destination(out: Path) -> None:
+    """Fail before the first epoch, not after an hour of training, if the checkpoint cannot be written.
+
+    The folder is created now and a temporary file written and removed in it: that is the only test a
+    read-only disk, a full quota or a parent path that is a file cannot fool.
+    """
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name in it, e.g. --out {out / 'model.pt'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out.parent).close()
+    except OSError as error:
+        raise ValueError(f"--out {out}: cannot write a checkpoint in {out.parent} ({error.strerror or error}); "
+                         "choose a path in a folder you can write to") from None
+
+
+class EpochReporter:
+    """Prints each epoch's line the moment it ends, and keeps a copy of the best weights so far.
+
+    Printing after ``fit`` returned would show nothing until the end (and nothing at all after a Ctrl-C);
+    flushing matters when stdout is a pipe or a log file, which Python buffers.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.history, self.best_state = model, History(), None
+
+    def __call__(self, history: History) -> None:
+        self.history, epoch = history, history.epochs
+        print(f"epoch {epoch:>3}: train loss {history.train_loss[-1]:.4f} acc {100 * history.train_acc[-1]:.2f}% "
+              f"| val loss {history.val_loss[-1]:.4f} acc {100 * history.val_acc[-1]:.2f}% "
+              f"| {history.seconds[-1]:.1f} s", flush=True)
+        if history.best_epoch == epoch:
+            self.best_state = copy.deepcopy(self.model.state_dict())
+
+
+def save_partial(reporter: EpochReporter, out: Path, **metadata: Any) -> None:
+    """After Ctrl-C: save the best epoch so far next to ``out``, clearly named as partial, and say so."""
+    history = reporter.history
+    if reporter.best_state is None:
+        print(f"{PROG}: interrupted before the first epoch ended: nothing to save", file=sys.stderr)
+        return
+    reporter.model.load_state_dict(reporter.best_state)
+    partial = out.with_name(out.name.removesuffix(".pt") + PARTIAL_SUFFIX)
+    save_checkpoint(partial, reporter.model, epoch=history.best_epoch, val_acc=history.best_val_acc,
+                    val_loss=history.best_val_loss, partial=True, history=history.as_dict(), **metadata)
+    print(f"{PROG}: interrupted after {history.epochs} epoch(s); the best so far (epoch {history.best_epoch}, "
+          f"validation accuracy {100 * history.best_val_acc:.2f}%) is saved as {partial}", file=sys.stderr)
+
+
+def refuse_useless(history: History) -> None:
+    """Never save (nor let replace a good checkpoint) a model that learned nothing.
+
+    A learning rate far too high can leave a finite but astronomical loss (no NaN for ``fit`` to stop on)
+    and weights that answer the same digit for everything: validation then says so.
+    """
+    loss, accuracy = history.best_val_loss, history.best_val_acc
+    if loss is None or accuracy is None or not math.isfinite(loss):
+        raise ValueError(f"training failed: validation loss is {loss}; nothing was saved. "
+                         "Try a lower learning rate (--lr)")
+    if accuracy <= 2 * CHANCE_ACCURACY:
+        raise ValueError(f"training failed: validation accuracy {100 * accuracy:.1f}% is no better than guessing "
+                         f"(chance is {100 * CHANCE_ACCURACY:.0f}%); nothing was saved. Try a lower learning "
+                         "rate (--lr) or more epochs")
+
+
 def command_train(args: argparse.Namespace) -> int:
     """Train with the recipe (overridden by any option given), test once, save the best-epoch checkpoint."""
     recipe = RECIPES[args.model]
@@ -72,6 +145,7 @@ def command_train(args: argparse.Namespace) -> int:
     epochs, batch_size = args.epochs or b.epochs, args.batch_size or recipe.batch_size
     lr, seed = args.lr or recipe.lr, recipe.seed if args.seed is None else args.seed
     out = Path(args.out or Path("checkpoints") / current_profile() / f"{args.model}.pt")
+    check_destination(out)
     device = pick_device(args.device)
     if launched_by_torchrun():  # one of several workers: chapter 12's data-parallel training
         return train_distributed(args.model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out,
@@ -84,27 +158,44 @@ def command_train(args: argparse.Namespace) -> int:
     print(f"profile {current_profile()}: {recipe.model} ({count_parameters(model):,} parameters) on {device}; "
           f"{len(splits.train):,} train / {len(splits.val):,} validation / {len(splits.test):,} test images")
     print(f"recipe: chapter {recipe.chapter}: {recipe.describe()}")
-    print(f"this run: {epochs} epoch{'s' * (epochs != 1)}, batch {batch_size}, lr {lr:g}, seed {seed}")
+    print(f"this run: {epochs} epoch{'s' * (epochs != 1)}, batch {batch_size}, lr {lr:g}, seed {seed}", flush=True)
 
-    history = fit_recipe(recipe, model, splits, device=device, epochs=epochs, batch_size=batch_size, lr=lr,
-                         seed=seed)
-    for epoch in range(history.epochs):
-        print(f"epoch {epoch + 1:>3}: train loss {history.train_loss[epoch]:.4f} acc "
-              f"{100 * history.train_acc[epoch]:.2f}% | val loss {history.val_loss[epoch]:.4f} acc "
-              f"{100 * history.val_acc[epoch]:.2f}% | {history.seconds[epoch]:.1f} s")
+    settings = {"recipe": args.model, "normalization": {"mean": recipe.mean, "std": recipe.std}, "seed": seed,
+                "lr": lr, "batch_size": batch_size, "profile": current_profile()}
+    reporter = EpochReporter(model)
+    try:
+        history = fit_recipe(recipe, model, splits, device=device, epochs=epochs, batch_size=batch_size, lr=lr,
+                             seed=seed, on_epoch=reporter)
+    except KeyboardInterrupt:
+        save_partial(reporter, out, **settings)
+        raise
     if history.stopped_early:
         print(f"stopped early after epoch {history.epochs}: {recipe.monitor} stopped improving")
+    refuse_useless(history)
 
     # fit restored the best epoch's weights (chosen on validation); the test set is touched once, here.
     test_loss, test_acc = evaluate(model, splits.test.batches(1024), recipe.loss_fn, device=device)
-    save_checkpoint(out, model, recipe=args.model, epoch=history.best_epoch, val_acc=history.best_val_acc,
+    previous = keep_previous(out)
+    save_checkpoint(out, model, epoch=history.best_epoch, val_acc=history.best_val_acc,
                     val_loss=history.best_val_loss, test_acc=test_acc, test_loss=test_loss,
-                    normalization={"mean": recipe.mean, "std": recipe.std}, seed=seed, lr=lr,
-                    batch_size=batch_size, profile=current_profile(), history=history.as_dict())
+                    history=history.as_dict(), **settings)
     print(f"best epoch {history.best_epoch} (validation accuracy {100 * history.best_val_acc:.2f}%)")
     print(f"test accuracy {100 * test_acc:.2f}% ({round(test_acc * len(splits.test)):,}/{len(splits.test):,})")
-    print(f"checkpoint written to {out}")
+    print(f"checkpoint written to {out}" + (f" (the one it replaced is kept as {previous})" if previous else ""))
     return 0
+
+
+def keep_previous(out: Path) -> Path | None:
+    """Move an existing checkpoint at ``out`` aside to ``<name>.previous.pt`` rather than overwrite it silently.
+
+    Retraining to the same path is normal (a chapter relaunching a run), so it is allowed, but the
+    replaced model stays one rename away, and the output says where.
+    """
+    if not out.exists():
+        return None
+    previous = out.with_name(out.name.removesuffix(".pt") + ".previous.pt")
+    os.replace(out, previous)
+    return previous
 
 
 # --------------------------------------------------------------------------------------------- predict
@@ -128,15 +219,18 @@ def _write_table(rows: list[dict[str, Any]]) -> None:
 
 
 def _write_csv(rows: list[dict[str, Any]]) -> None:
+    """One row per image given, in order; an image that failed keeps its row, with the reason in ``error``."""
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["file", "prediction", "confidence"])
+    writer.writerow(["file", "prediction", "confidence", "error"])
     for row in rows:
-        if "error" not in row:  # the failure is on stderr; a CSV consumer gets only real predictions
-            writer.writerow([row["file"], row["prediction"], f"{row['confidence']:.4f}"])
+        if "error" in row:
+            writer.writerow([row["file"], "", "", row["error"]])
+        else:
+            writer.writerow([row["file"], row["prediction"], f"{row['confidence']:.4f}", ""])
 
 
 def _write_json(rows: list[dict[str, Any]]) -> None:
-    json.dump(rows, sys.stdout, indent=2)
+    json.dump(rows, sys.stdout, indent=2, allow_nan=False)  # NaN is not JSON: fail rather than write it
     print()
 
 
@@ -189,6 +283,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
     correct = int((result.y_true == result.y_pred).sum())
     print(f"{args.checkpoint}: {name} on {len(test):,} test images")
     print(f"test accuracy {100 * result.accuracy:.2f}% ({correct:,}/{len(test):,})")
+    if result.accuracy <= 2 * CHANCE_ACCURACY:
+        print(f"{PROG}: warning: {100 * result.accuracy:.1f}% is no better than guessing (chance is "
+              f"{100 * CHANCE_ACCURACY:.0f}%): is this a trained checkpoint, with its own normalization?",
+              file=sys.stderr)
     print()
     print("digit  images  correct  accuracy")
     for digit in range(10):
@@ -227,19 +325,36 @@ def command_export(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------- argparse
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type accepting only numbers > 0, so '--epochs 0' is a usage error, not a crash later."""
+def _positive(kind: Callable[[str], Any], high: float = math.inf, low: int | None = None) -> Callable[[str], Any]:
+    """An argparse type accepting only numbers > 0 (ints from ``low``, default 1) and at most ``high``, so
+    '--epochs 0' or '--train-images 70000' is a usage error naming the option, not a crash later."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if kind is int:
+            minimum = 1 if low is None else low
+            if not minimum <= value <= high:
+                bounds = f"between {minimum} and {high:,}" if high < math.inf else f"> {minimum - 1}"
+                raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        elif not (0 < value <= high):
+            raise argparse.ArgumentTypeError(f"must be > 0{f' and at most {high:g}' * (high < math.inf)}, got {text}")
         return value
 
     parse.__name__ = f"positive {kind.__name__}"
     return parse
+
+
+def _device(text: str) -> str:
+    """An argparse type: a device this machine has, checked now so the error names --device."""
+    try:
+        pick_device(text)
+    except ValueError as error:  # a device this machine does not have
+        raise argparse.ArgumentTypeError(str(error)) from None
+    except RuntimeError:  # torch does not know the name
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use cpu, cuda or mps") from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Train, evaluate and use the MNIST models of the book 'MNIST handwritten-digit "
                     "recognition with PyTorch'.",
-        epilog="Set MNIST_BOOK_PROFILE=smoke for a quick run on a few thousand images. "
+        epilog="Set MNIST_BOOK_PROFILE=smoke for a quick run on a few thousand images, and MNIST_DATA_DIR "
+               "to a folder holding MNIST/raw/ if the data is not in the repository's data/. "
                "Run '%(prog)s COMMAND --help' for a command's options.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -271,21 +387,26 @@ def _add_train(commands: Any) -> None:
                     "the test set), report test accuracy once, and save a checkpoint.",
         epilog=f"recipes (defaults; full-profile epochs):\n{recipes}\n\n"
                "Under MNIST_BOOK_PROFILE=smoke the defaults shrink to 4000 training images, 2000 test\n"
-               "images and 1 epoch.",
+               "images and 1 epoch. MNIST is read from $MNIST_DATA_DIR/MNIST/raw/ when MNIST_DATA_DIR is\n"
+               "set, else from the repository's data/MNIST/raw/.\n\n"
+               "A model no better than guessing is not saved. An existing checkpoint at --out is kept as\n"
+               "<name>.previous.pt; Ctrl-C saves the best epoch so far as <name>.partial.pt.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--model", required=True, choices=RECIPES, help="which recipe to train (a chapter's final recipe)")
     train.add_argument("--epochs", metavar="N", type=_positive(int), help="epochs (default: the recipe's)")
     train.add_argument("--batch-size", metavar="B", type=_positive(int), help="batch size (default: the recipe's)")
-    train.add_argument("--lr", metavar="LR", type=_positive(float), help="learning rate (default: the recipe's)")
-    train.add_argument("--seed", metavar="S", type=int, help="random seed (default: the recipe's)")
+    train.add_argument("--lr", metavar="LR", type=_positive(float, high=1e6),
+                       help="learning rate (default: the recipe's)")
+    train.add_argument("--seed", metavar="S", type=_positive(int, high=2**32 - 1, low=0),
+                       help="random seed, 0 to 2**32-1 (default: the recipe's)")
     train.add_argument("--out", metavar="PATH", type=Path,
                        help="checkpoint to write (default: checkpoints/<profile>/<model>.pt)")
-    train.add_argument("--train-images", metavar="N", type=_positive(int),
-                       help="use only the first N of the 60,000 training images, before the validation split")
-    train.add_argument("--test-images", metavar="N", type=_positive(int),
+    train.add_argument("--train-images", metavar="N", type=_positive(int, high=60_000, low=20),
+                       help="use only the first N (20 to 60,000) training images, before the validation split")
+    train.add_argument("--test-images", metavar="N", type=_positive(int, high=10_000, low=1),
                        help="use only the first N of the 10,000 test images")
-    train.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
+    train.add_argument("--device", metavar="DEVICE", type=_device, help=DEVICE_HELP)
     train.set_defaults(run=command_train)
 
 
@@ -299,10 +420,10 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument("--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP)
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     predict.add_argument("--format", choices=WRITERS, default="table",
-                         help="output: an aligned table (default), CSV (file,prediction,confidence) or JSON")
+                         help="output: an aligned table (default), CSV (file,prediction,confidence,error) or JSON")
     predict.add_argument("--show-preprocessed", type=Path, metavar="DIR",
                          help="also save the 28x28 image the model saw for each input, as PNG in DIR")
-    predict.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
+    predict.add_argument("--device", metavar="DEVICE", type=_device, help=DEVICE_HELP)
     predict.set_defaults(run=command_predict)
 
 
@@ -313,9 +434,9 @@ def _add_evaluate(commands: Any) -> None:
                     "and the most confused pairs.",
     )
     evaluate_.add_argument("--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP)
-    evaluate_.add_argument("--test-images", metavar="N", type=_positive(int),
+    evaluate_.add_argument("--test-images", metavar="N", type=_positive(int, high=10_000, low=1),
                            help="use only the first N test images (default: all; 2000 in the smoke profile)")
-    evaluate_.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
+    evaluate_.add_argument("--device", metavar="DEVICE", type=_device, help=DEVICE_HELP)
     evaluate_.set_defaults(run=command_evaluate)
 
 
