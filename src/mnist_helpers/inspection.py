@@ -8,7 +8,7 @@ module keeps the tested versions that the chapter, and any later one, reuses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -45,7 +45,7 @@ def forward_hooks(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str,
                          f"choose among: {known}")
     outputs: dict[str, Tensor] = {}
 
-    def keeper(name: str):  # one closure per layer, so each hook knows its own name
+    def keeper(name: str) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], None]:  # one hook per layer name
         return lambda module, inputs, output: outputs.__setitem__(name, output)
 
     handles = [modules[name].register_forward_hook(keeper(name)) for name in layers]
