@@ -33,7 +33,7 @@ from torch.utils.data import DistributedSampler
 
 from mnist_helpers.checkpoints import save_checkpoint
 from mnist_helpers.data import TensorSplit, load_mnist_splits
-from mnist_helpers.devices import pick_device, seed_everything
+from mnist_helpers.devices import native_bf16, pick_device, seed_everything
 from mnist_helpers.profile import current_profile
 from mnist_helpers.recipes import RECIPES, fit_recipe
 from mnist_helpers.training import History, LossFn, evaluate
@@ -222,6 +222,8 @@ def train_distributed(
         splits = load_mnist_splits(train_images=train_images, test_images=test_images, seed=seed,
                                    mean=recipe.mean, std=recipe.std, device=world.device)
         model = replace(recipe, seed=seed).build_model()
+        if recipe.bf16 and native_bf16(world.device):  # chapter 8's layout, before DDP lays out its gradient
+            model.to(memory_format=torch.channels_last)  # buckets (a no-op for layers without 4-d weights)
         ddp_model = wrap_model(model, world)
         seed_everything(seed + world.rank)  # dropout masks differ per rank; the data order is the sampler's
         say(f"profile {current_profile()}: {name} on {world.world_size} processes ({backend_for(world.device)}, "
