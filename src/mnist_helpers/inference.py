@@ -189,13 +189,13 @@ def shrink_to_working_size(gray: np.ndarray, longest: int = WORKING_SIZE) -> np.
     return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(size, Image.Resampling.BOX), dtype=np.float32)
 
 
-def noise_level(gray: np.ndarray) -> float:
-    """The camera's pixel noise: the median departure from a 3x3 median, scaled to a standard deviation.
+def noise_level(image: np.ndarray) -> float:
+    """Pixel noise: the median departure from a 3x3 median, scaled to a standard deviation.
 
     Strokes and shadows change slowly from pixel to pixel, noise does not, and the median ignores the
     few pixels on a stroke's edge.
     """
-    departures = np.abs(gray - ndimage.median_filter(gray, size=3))
+    departures = np.abs(image - ndimage.median_filter(image, size=3))
     return max(1.4826 * float(np.median(departures)), 1.0)
 
 
@@ -226,9 +226,17 @@ def estimate_background(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
 
 
 def ink_on_black(gray: np.ndarray, background: np.ndarray, dark_ink: bool) -> np.ndarray:
-    """Ink strength per pixel (0 = paper), white ink on black as in MNIST, whatever the photo's polarity."""
-    difference = gray - background
-    return np.clip(-difference if dark_ink else difference, 0, None).astype(np.float32)
+    """Ink strength per pixel (0 = paper, 255 = full contrast), white on black as in MNIST.
+
+    A shadow does not subtract light, it multiplies it: pen on paper in shadow is as dark *relative to
+    the paper around it* as in the light. So ink is measured as a share of the paper's brightness,
+    ``(paper - photo) / paper``, and a digit crossing a shadow's edge keeps one stroke strength. Light ink
+    (chalk) is measured the same way on the inverted photo, so both polarities give the same digit.
+    """
+    if not dark_ink:
+        gray, background = 255 - gray, 255 - background
+    contrast = (background - gray) / np.maximum(background, 16.0)
+    return np.clip(255 * contrast, 0, 255).astype(np.float32)
 
 
 def keep_digit(ink: np.ndarray, sigma: float, source: str) -> np.ndarray:
@@ -264,9 +272,11 @@ def stroke_width(mask: np.ndarray) -> float:
     """Average stroke width in pixels, from the mean distance of ink pixels to the paper.
 
     Across a stroke w pixels wide the distance to the nearest paper pixel (``distance_transform_edt``)
-    runs 1, 2, ... up to about w/2 and back down, averaging about (w + 2) / 4.
+    runs 1, 2, ... up to about w/2 and back down, averaging about (w + 2) / 4. One-pixel holes left by
+    noise are closed first (``binary_closing``).
     """
-    return 4 * float(ndimage.distance_transform_edt(mask)[mask].mean()) - 2
+    solid = ndimage.binary_closing(mask, border_value=0) | mask  # noise pinholes would halve the estimate
+    return 4 * float(ndimage.distance_transform_edt(solid)[solid].mean()) - 2
 
 
 def clean_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -356,7 +366,7 @@ def preprocess_steps(image: ImageInput, *, name: str | None = None) -> dict[str,
     dark_ink = ink_is_dark(grayscale)
     background = estimate_background(grayscale, dark_ink)
     ink = ink_on_black(grayscale, background, dark_ink)
-    cleaned = clean_ink(ink, keep_digit(ink, noise_level(grayscale), source))
+    cleaned = clean_ink(ink, keep_digit(ink, noise_level(ink), source))
     cropped = crop_to_ink(cleaned)
     scaled = scale_to_box(cropped)
     centred = centre_in_frame(scaled)
