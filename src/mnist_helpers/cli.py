@@ -230,8 +230,7 @@ def _write_csv(rows: list[dict[str, Any]]) -> None:
 
 
 def _write_json(rows: list[dict[str, Any]]) -> None:
-    json.dump(rows, sys.stdout, indent=2, allow_nan=False)  # NaN is not JSON: fail rather than write it
-    print()
+    print(json.dumps(rows, indent=2, allow_nan=False))  # NaN is not JSON: fail before writing anything
 
 
 WRITERS: dict[str, Callable[[list[dict[str, Any]]], None]] = {

@@ -108,7 +108,7 @@ def load_image(image: ImageInput, source: str) -> Image.Image:
     except IsADirectoryError:
         raise UnreadableImageError(source, "is a folder, not an image file") from None
     except Image.DecompressionBombError as error:  # a size Pillow refuses before we could even look
-        raise UnreadableImageError(source, f"{error}; {_SHRINK_HINT}") from None
+        raise UnreadableImageError(source, f"image too big to decode safely: {error}; {_SHRINK_HINT}") from None
     except UnidentifiedImageError:
         raise UnreadableImageError(
             source, "not an image file Pillow can read (is it a PNG or JPEG, and complete?)"
@@ -128,8 +128,8 @@ def _refuse_huge(width: int, height: int, source: str) -> None:
     """
     if width * height > MAX_IMAGE_PIXELS:
         raise UnreadableImageError(
-            source, f"image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more than the "
-            f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels this pipeline decodes; {_SHRINK_HINT}"
+            source, f"image too big to decode safely: {width}x{height} pixels ({width * height / 1e6:.0f} "
+            f"megapixels), more than Pillow's limit of {MAX_IMAGE_PIXELS / 1e6:.0f}; {_SHRINK_HINT}"
         )
 
 
