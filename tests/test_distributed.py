@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,9 @@ with process_group("cpu") as world:
 """
 
 
-def test_two_ranks_take_the_same_step_as_one_process(tmp_path: Path, toy_split) -> None:
+def test_two_ranks_take_the_same_step_as_one_process(
+    tmp_path: Path, toy_split: Callable[..., TensorSplit]
+) -> None:
     train, val = toy_split(64, seed=1), toy_split(40, seed=2)
     torch.save({"train": (train.images, train.labels), "val": (val.images, val.labels)}, tmp_path / "data.pt")
     (tmp_path / "worker.py").write_text(textwrap.dedent(_STEP_WORKER))
