@@ -308,3 +308,27 @@ def test_one_bad_image_does_not_lose_the_others(tmp_path):
     assert predict(model, []) == []
     with pytest.raises(TypeError, match="list of images"):
         predict(model, good)
+
+
+def test_real_handwriting_from_other_writers_is_never_rejected():
+    """scikit-learn's UCI digits (8x8, 13 writers MNIST never saw), saved as a user would: 96x96, dark ink on
+    white paper, the digit filling the picture. Each one must give a digit, not "no digit found"."""
+    from sklearn.datasets import load_digits
+
+    for cells in load_digits().images[::9]:  # 200 of the 1,797, every digit and every writer's share
+        picture = Image.fromarray((255 - cells * 255 / 16).astype(np.uint8)).resize((96, 96), Image.Resampling.BICUBIC)
+        assert_mnist_like(preprocess(picture))
+
+
+def test_strokes_thinner_than_mnist_are_thickened_and_thick_ones_left_alone():
+    from mnist_helpers.inference import MIN_STROKE, stroke_width
+
+    def relative_width(pen: int) -> float:
+        mask = Image.new("L", (400, 400), 0)
+        ImageDraw.Draw(mask).line([(100, 60), (300, 60), (170, 340)], fill=255, width=pen)
+        cleaned = preprocess_steps(255 - np.asarray(mask))["cleaned"] > 0
+        rows, cols = np.nonzero(cleaned)
+        return stroke_width(cleaned) / (max(np.ptp(rows), np.ptp(cols)) + 1)
+
+    assert relative_width(2) >= MIN_STROKE - 0.02  # a hairline is grown to MNIST's thinnest strokes
+    assert relative_width(40) == pytest.approx(40 / 296, rel=0.25)  # a marker keeps its width
