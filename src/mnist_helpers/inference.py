@@ -189,14 +189,18 @@ def shrink_to_working_size(gray: np.ndarray, longest: int = WORKING_SIZE) -> np.
     return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(size, Image.Resampling.BOX), dtype=np.float32)
 
 
-def noise_level(image: np.ndarray) -> float:
-    """Pixel noise: the median departure from a 3x3 median, scaled to a standard deviation.
+def noise_level(image: np.ndarray) -> np.ndarray:
+    """Pixel noise at every pixel: the median departure from a 3x3 median over a 9x9 neighbourhood, scaled
+    to a standard deviation.
 
-    Strokes and shadows change slowly from pixel to pixel, noise does not, and the median ignores the
-    few pixels on a stroke's edge.
+    Strokes and shadows change slowly from pixel to pixel, noise does not, and the medians ignore the few
+    pixels on a stroke's edge. Measured locally, and never below the whole image's level, because the
+    noise differs across a photo: dividing by the paper's brightness (:func:`ink_on_black`) magnifies it
+    where the paper is dark.
     """
     departures = np.abs(image - ndimage.median_filter(image, size=3))
-    return max(1.4826 * float(np.median(departures)), 1.0)
+    typical = max(float(np.median(departures)), 1 / 1.4826)  # nowhere quieter than the image as a whole
+    return 1.4826 * np.maximum(ndimage.median_filter(departures, size=9), typical)
 
 
 def ink_is_dark(gray: np.ndarray) -> bool:
@@ -239,21 +243,22 @@ def ink_on_black(gray: np.ndarray, background: np.ndarray, dark_ink: bool) -> np
     return np.clip(255 * contrast, 0, 255).astype(np.float32)
 
 
-def keep_digit(ink: np.ndarray, sigma: float, source: str) -> np.ndarray:
+def keep_digit(ink: np.ndarray, noise: np.ndarray, source: str) -> np.ndarray:
     """The digit's pixels (a boolean mask): hysteresis thresholding plus removal of specks.
 
-    Stroke cores are pixels at least half as strong as the strongest (slightly blurred, so that one noisy
-    pixel is not "the strongest") ink; a stroke continues through any connected pixel that stands out from
-    the paper noise (3 sigma), so a faint, thin pen line is followed to its end instead of being cut in
-    pieces. Connected blobs (``ndimage.label``) without a core, or far smaller than the biggest, are dust.
-    Raises :class:`NoInkError` when nothing ink-like is left.
+    Stroke cores are pixels that stand clearly out of the local ``noise`` and reach at least half the
+    strongest ink (both measured slightly blurred, so that one noisy pixel is not "the strongest"); a stroke
+    continues through any connected pixel 3 noise levels above the paper, so a faint, thin pen line is
+    followed to its end instead of being cut in pieces. Connected blobs (``ndimage.label``) without a core,
+    or far smaller than the biggest, are dust. Raises :class:`NoInkError` when nothing ink-like is left.
     """
     blurred = ndimage.gaussian_filter(ink, 1.0)
-    peak = float(blurred.max())
-    if peak < max(MIN_CONTRAST, 3 * sigma):
+    significant = blurred > 4 * noise  # far above the noise even after the blur (which divides it by ~3.5)
+    peak = float(blurred[significant].max()) if significant.any() else 0.0
+    if peak < MIN_CONTRAST:
         raise NoInkError(source, _NO_INK_HINT)
-    cores = blurred > 0.5 * peak
-    blobs, count = ndimage.label(cores | (ink > max(3 * sigma, 0.1 * peak)), structure=np.ones((3, 3)))
+    cores = significant & (blurred > 0.5 * peak)
+    blobs, count = ndimage.label(cores | (ink > np.maximum(3 * noise, 0.1 * peak)), structure=np.ones((3, 3)))
     sizes = np.bincount(blobs.ravel(), minlength=count + 1)
     sizes[np.bincount(blobs.ravel(), weights=cores.ravel(), minlength=count + 1) == 0] = 0  # no core: noise
     sizes[0] = 0  # label 0 is the paper
