@@ -290,9 +290,9 @@ def clean_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     MNIST's strokes are saturated with grey edges, and a grey pencil should look no fainter than a black
     marker, nor a stroke in shadow fainter than one in the light: so each pixel is scaled by the strongest
     ink near it (``maximum_filter`` over a few stroke widths), and everything over 70% of that is 255,
-    which saturates every stroke's core and keeps its soft edge. A ballpoint line on a big sheet would shrink to a faint hairline at 20 px,
-    which MNIST never shows, so thin strokes are grown (``binary_dilation``) to 9% of the digit's
-    size, as thin as MNIST's strokes get.
+    which saturates every stroke's core and keeps its soft edge. A ballpoint line on a big sheet would
+    shrink to a faint hairline at 20 px, which MNIST never shows, so thin strokes are grown
+    (``binary_dilation``) to 9% of the digit's size, as thin as MNIST's strokes get.
     """
     width = max(stroke_width(mask), 1.0)
     ink = np.where(mask, ink, 0)
