@@ -11,9 +11,9 @@ glued choice of each chapter against :data:`RECIPES`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
