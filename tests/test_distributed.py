@@ -172,3 +172,15 @@ def test_cli_trains_on_two_processes_and_writes_one_checkpoint_evaluate_reads(tm
     assert evaluated.returncode == 0, evaluated.stderr
     reported = float(re.search(r"test accuracy ([\d.]+)%", evaluated.stdout).group(1))
     assert reported == pytest.approx(100 * metadata["test_acc"], abs=0.005)  # the sharded test, reduced, is exact
+
+
+@pytest.mark.needs_mnist
+def test_a_diverged_two_process_run_saves_nothing_and_keeps_the_old_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "mlp.pt"
+    out.write_bytes(b"the good model from yesterday")
+    command = [*TORCHRUN, "-m", "mnist_helpers", "train", "--model", "mlp", "--lr", "1e5", "--out", str(out)]
+    result, _ = _launch(command, tmp_path)
+    assert result.returncode != 0
+    assert "training failed" in result.stderr or "loss became" in result.stderr, result.stderr[-3000:]
+    assert out.read_bytes() == b"the good model from yesterday"
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".pt"] == ["mlp.pt"]

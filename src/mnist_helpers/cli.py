@@ -16,9 +16,7 @@ import copy
 import csv
 import json
 import math
-import os
 import sys
-import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -39,6 +37,7 @@ from mnist_helpers.export import check_parity, export_onnx, onnx_session
 from mnist_helpers.inference import ImagePreprocessError, predict
 from mnist_helpers.models import MODEL_REGISTRY, count_parameters
 from mnist_helpers.profile import budget, current_profile
+from mnist_helpers.saving import CHANCE_ACCURACY, check_destination, keep_previous, refuse_useless
 from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe
 from mnist_helpers.training import History, evaluate
 
@@ -69,24 +68,7 @@ def _load(path: str, device: str | None) -> tuple[nn.Module, dict[str, Any], tor
 # ----------------------------------------------------------------------------------------------- train
 
 
-CHANCE_ACCURACY = 0.1  # ten digits: guessing gets one in ten right
 PARTIAL_SUFFIX = ".partial.pt"  # where an interrupted run keeps its best epoch so far
-
-
-def check_destination(out: Path) -> None:
-    """Fail before the first epoch, not after an hour of training, if the checkpoint cannot be written.
-
-    The folder is created now and a temporary file written and removed in it: that is the only test a
-    read-only disk, a full quota or a parent path that is a file cannot fool.
-    """
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name in it, e.g. --out {out / 'model.pt'}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out.parent).close()
-    except OSError as error:
-        raise ValueError(f"--out {out}: cannot write a checkpoint in {out.parent} ({error.strerror or error}); "
-                         "choose a path in a folder you can write to") from None
 
 
 class EpochReporter:
@@ -120,22 +102,6 @@ def save_partial(reporter: EpochReporter, out: Path, **metadata: Any) -> None:
                     val_loss=history.best_val_loss, partial=True, history=history.as_dict(), **metadata)
     print(f"{PROG}: interrupted after {history.epochs} epoch(s); the best so far (epoch {history.best_epoch}, "
           f"validation accuracy {100 * history.best_val_acc:.2f}%) is saved as {partial}", file=sys.stderr)
-
-
-def refuse_useless(history: History) -> None:
-    """Never save (nor let replace a good checkpoint) a model that learned nothing.
-
-    A learning rate far too high can leave a finite but astronomical loss (no NaN for ``fit`` to stop on)
-    and weights that answer the same digit for everything: validation then says so.
-    """
-    loss, accuracy = history.best_val_loss, history.best_val_acc
-    if loss is None or accuracy is None or not math.isfinite(loss):
-        raise ValueError(f"training failed: validation loss is {loss}; nothing was saved. "
-                         "Try a lower learning rate (--lr)")
-    if accuracy <= 2 * CHANCE_ACCURACY:
-        raise ValueError(f"training failed: validation accuracy {100 * accuracy:.1f}% is no better than guessing "
-                         f"(chance is {100 * CHANCE_ACCURACY:.0f}%); nothing was saved. Try a lower learning "
-                         "rate (--lr) or more epochs")
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -183,19 +149,6 @@ def command_train(args: argparse.Namespace) -> int:
     print(f"test accuracy {100 * test_acc:.2f}% ({round(test_acc * len(splits.test)):,}/{len(splits.test):,})")
     print(f"checkpoint written to {out}" + (f" (the one it replaced is kept as {previous})" if previous else ""))
     return 0
-
-
-def keep_previous(out: Path) -> Path | None:
-    """Move an existing checkpoint at ``out`` aside to ``<name>.previous.pt`` rather than overwrite it silently.
-
-    Retraining to the same path is normal (a chapter relaunching a run), so it is allowed, but the
-    replaced model stays one rename away, and the output says where.
-    """
-    if not out.exists():
-        return None
-    previous = out.with_name(out.name.removesuffix(".pt") + ".previous.pt")
-    os.replace(out, previous)
-    return previous
 
 
 # --------------------------------------------------------------------------------------------- predict

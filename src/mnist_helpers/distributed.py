@@ -36,6 +36,7 @@ from mnist_helpers.data import TensorSplit, load_mnist_splits
 from mnist_helpers.devices import native_bf16, pick_device, seed_everything
 from mnist_helpers.profile import current_profile
 from mnist_helpers.recipes import RECIPES, fit_recipe
+from mnist_helpers.saving import keep_previous, refuse_useless
 from mnist_helpers.training import History, LossFn, evaluate
 
 # What torchrun sets in every worker's environment (LOCAL_RANK: the rank among this machine's workers).
@@ -236,8 +237,10 @@ def train_distributed(
         for epoch in range(history.epochs):
             say(f"epoch {epoch + 1:>3}: train loss {history.train_loss[epoch]:.4f} (all ranks) | val acc "
                 f"{100 * history.val_acc[epoch]:.2f}% | {history.seconds[epoch]:.1f} s")
+        refuse_useless(history)  # every rank holds the same reduced history, so all ranks stop together
         test_loss, test_acc = evaluate_sharded(model, splits.test, recipe.loss_fn, world)
         if world.is_main:
+            previous = keep_previous(out)
             save_checkpoint(out, model, recipe=name, epoch=history.best_epoch, val_acc=history.best_val_acc,
                             val_loss=history.best_val_loss, test_acc=test_acc, test_loss=test_loss,
                             normalization={"mean": recipe.mean, "std": recipe.std}, seed=seed, lr=lr,
@@ -245,5 +248,7 @@ def train_distributed(
                             backend=backend_for(world.device), threads_per_process=torch.get_num_threads(),
                             profile=current_profile(), history=history.as_dict())
         say(f"best epoch {history.best_epoch}; test accuracy {100 * test_acc:.2f}% on {len(splits.test):,} images")
-        say(f"checkpoint written to {out} (by rank 0 only)")
+        if world.is_main:
+            print(f"checkpoint written to {out} (by rank 0 only)"
+                  + (f"; the one it replaced is kept as {previous}" if previous else ""))
     return 0
