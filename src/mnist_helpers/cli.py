@@ -404,7 +404,6 @@ def _add_export(commands: Any) -> None:
     export.set_defaults(run=command_export)
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m mnist_helpers`` and the ``mnist-helpers`` script; returns the exit status."""
     args = build_parser().parse_args(argv)
