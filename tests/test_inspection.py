@@ -96,6 +96,18 @@ def test_grad_cam_shows_the_evidence_for_the_class_and_none_against_it() -> None
     assert float(grad_cam(_SumOfFeature(), image, "conv", torch.tensor([1])).abs().max()) == 0.0
 
 
+def test_grad_cam_weights_what_the_next_layer_receives_when_given_the_activation() -> None:
+    image = torch.zeros(1, 1, 8, 8)
+    image[0, 0, 1, 1] = -3.0  # negative output of the layer: evidence for class 1 if taken raw
+    image[0, 0, 5, 5] = 1.0
+    raw = grad_cam(_SumOfFeature(), image, "conv", torch.tensor([1]))
+    assert float(raw[0, 1, 1]) == pytest.approx(1.0)
+    rectified = grad_cam(_SumOfFeature(), image, "conv", torch.tensor([1]), activation=torch.relu)
+    assert float(rectified.abs().max()) == 0.0  # after a ReLU nothing supports class 1
+    rectified_zero = grad_cam(_SumOfFeature(), image, "conv", torch.tensor([0]), activation=torch.relu)
+    assert float(rectified_zero[0, 5, 5]) == pytest.approx(1.0) and float(rectified_zero[0, 1, 1]) == 0.0
+
+
 def test_grad_cam_on_simplecnn_is_at_input_resolution_in_zero_one_and_works_on_frozen_weights() -> None:
     model, x = _simplecnn(), torch.randn(3, 1, 28, 28)
     for parameter in model.parameters():

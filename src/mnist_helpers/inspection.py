@@ -101,12 +101,18 @@ def saliency(model: nn.Module, images: Tensor, target: Tensor | None = None) -> 
     return gradient.abs().amax(dim=1).cpu()
 
 
-def grad_cam(model: nn.Module, images: Tensor, layer: str, target: Tensor | None = None) -> Tensor:
+def grad_cam(
+    model: nn.Module, images: Tensor, layer: str, target: Tensor | None = None,
+    activation: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
     """Grad-CAM heatmaps (N, H, W) in [0, 1] for each image's target class, at the input's resolution.
 
     Each feature map of ``layer`` is weighted by the mean gradient of the class score over that map (how
     much the class wants more of this feature), the weighted maps are summed, negative evidence is cut
     off by a ReLU, and the result is upsampled to the image and scaled so each image's maximum is 1.
+    ``activation`` turns the layer's output into what the next layer receives, when the model applies it
+    inside ``forward`` where no hook can see it (SimpleCNN's ``F.relu`` after each convolution: pass
+    ``F.relu``); otherwise the raw, partly negative outputs would be weighted.
     """
     device = next(model.parameters()).device
     inputs = images.detach().to(device).requires_grad_(True)  # so the maps are in the graph even if frozen
@@ -115,7 +121,8 @@ def grad_cam(model: nn.Module, images: Tensor, layer: str, target: Tensor | None
         maps = outputs[layer]
         (gradients,) = torch.autograd.grad(total, maps)
     weights = gradients.mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * maps.detach()).sum(dim=1, keepdim=True))
+    received = activation(maps.detach()) if activation is not None else maps.detach()
+    cam = F.relu((weights * received).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     peak = cam.amax(dim=(1, 2), keepdim=True)
     return (cam / peak.clamp_min(1e-12)).cpu()
