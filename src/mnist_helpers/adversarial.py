@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnist_helpers.data import MNIST_MEAN, MNIST_STD
+from mnist_helpers.devices import model_device
 from mnist_helpers.inspection import eval_mode
 
 
@@ -38,7 +39,7 @@ def fgsm_direction(model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
     """
     if images.shape[:1] != labels.shape:
         raise ValueError(f"{len(images)} images but labels of shape {tuple(labels.shape)}: pass one label per image")
-    device = next(model.parameters()).device
+    device = model_device(model)
     inputs = images.detach().to(device).requires_grad_(True)
     with eval_mode(model):
         loss = F.cross_entropy(model(inputs), labels.to(device), reduction="sum")
@@ -69,7 +70,7 @@ def fgsm_sweep(
     if any(epsilon < 0 for epsilon in epsilons):
         raise ValueError(f"every epsilon must be >= 0, got {list(epsilons)}")
     low, high = bounds if bounds is not None else pixel_bounds()
-    device = next(model.parameters()).device
+    device = model_device(model)
     rows: list[list[Tensor]] = [[] for _ in epsilons]
     for x, y in zip(images.split(batch_size), labels.split(batch_size)):
         x = x.to(device)

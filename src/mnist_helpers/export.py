@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from mnist_helpers.data import normalize
+from mnist_helpers.devices import model_device
 
 INPUT_NAME = "pixels"  # (batch, 1, 28, 28) float32 grey levels 0..255, white ink on black
 OUTPUT_NAME = "logits"  # (batch, 10) float32, what the PyTorch model returns
@@ -130,7 +131,7 @@ def check_parity(model: nn.Module, session: onnxruntime.InferenceSession, pixels
     expected; a different predicted digit would mean the export is wrong.
     """
     model = getattr(model, "_orig_mod", model)
-    device = next(model.parameters()).device
+    device = model_device(model)
     pixels = pixels.float().cpu()
     with torch.no_grad():
         eager = torch.cat([model.eval()(normalize(chunk, mean, std).to(device)).cpu()

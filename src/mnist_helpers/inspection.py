@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mnist_helpers.devices import model_device
+
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
@@ -66,7 +68,7 @@ def layer_outputs(
     if len(images) == 0:
         raise ValueError("no images given: pass a tensor of shape (N, 1, 28, 28) with N >= 1")
     collected: dict[str, list[Tensor]] = {name: [] for name in layers}
-    device = next(model.parameters()).device
+    device = model_device(model)
     with eval_mode(model), forward_hooks(model, layers) as outputs, torch.no_grad():
         for batch in images.split(batch_size):
             model(batch.to(device))
@@ -93,7 +95,7 @@ def saliency(model: nn.Module, images: Tensor, target: Tensor | None = None) -> 
     A large value means a small change of that pixel would move the class score most: the pixels the
     decision is most sensitive to, not necessarily the ones that "look like" the digit.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     inputs = images.detach().to(device).requires_grad_(True)
     with eval_mode(model):
         total, _ = _target_scores(model(inputs), target)
@@ -114,7 +116,7 @@ def grad_cam(
     inside ``forward`` where no hook can see it (SimpleCNN's ``F.relu`` after each convolution: pass
     ``F.relu``); otherwise the raw, partly negative outputs would be weighted.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     inputs = images.detach().to(device).requires_grad_(True)  # so the maps are in the graph even if frozen
     with eval_mode(model), forward_hooks(model, [layer]) as outputs:
         total, _ = _target_scores(model(inputs), target)
