@@ -1,12 +1,12 @@
-"""How long does SimpleCNN take to reach 99.4% validation accuracy: tutorial E's loop as written vs the fast path?
+"""How fast can MNIST honestly be learned here? Chapter 08's ladder of fixed recipes, means over seeds.
 
-    python benchmarks/speed.py                 # full ladder on this machine -> book/speed/<cpu|gpu>.json
-    python benchmarks/speed.py --quick         # < 1 minute on 2 CPU cores: tiny subset, one epoch per rung
-    python benchmarks/speed.py --stages tutorial_e,onecycle --target 0.995 --out /tmp/speed.json
+    python benchmarks/speed.py              # every rung -> benchmarks/results/speed_<device>.json (~20 min, 2 cores)
+    python benchmarks/speed.py --quick      # a few hundred images per rung: checks the machinery (CI)
+    python benchmarks/speed.py --whole-runs speedrun,bf16 --seeds 5 --out /tmp/speed.json
 
-All the work happens in :mod:`book_tools.ladder` (so a notebook or Colab can run the same thing);
-this file only parses flags, prints, and writes the JSON that chapter 08 reads. Run it on a quiet machine:
-other processes competing for the cores make every number slower and noisier.
+All the work happens in :mod:`book_tools.ladder`; this file parses flags, prints, and writes the JSON that
+chapter 08 reads. Run it on a quiet machine: other processes competing for the cores make every number
+slower and noisier, and the rungs are only comparable because they run back to back in one process.
 """
 
 from __future__ import annotations
@@ -14,70 +14,57 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from book_tools.ladder import (
-    DEFAULT_TARGET,
-    STAGE_NAMES,
-    result_filename,
-    run_benchmark,
-    save_result,
-    text_table,
-)
+from book_tools.ladder import DEFAULT_WHOLE_RUNS, RUNG_NAMES, TARGET, run_benchmark, summary
+from book_tools.results import save_result
 
-BOOK_SPEED_DIR = Path(__file__).resolve().parents[1] / "book" / "speed"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _rung_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in RUNG_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNG_NAMES)}")
+    return names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny subset, one epoch per rung (CI smoke test)")
-    parser.add_argument("--target", type=float, default=DEFAULT_TARGET,
-                        help=f"validation accuracy to reach, as a fraction (default {DEFAULT_TARGET})")
-    parser.add_argument("--tutorial_e-epochs", type=int, default=15,
-                        help="epochs for the tutorial-e-style rungs (default 15, the seed's NUM_EPOCHS)")
-    parser.add_argument("--fast-epochs", type=int, default=8,
-                        help="epochs (the OneCycle length) for the OneCycle rungs (default 8)")
-    parser.add_argument("--stages", default=",".join(STAGE_NAMES),
-                        help=f"comma-separated rungs to run (default all: {','.join(STAGE_NAMES)})")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the fast path's model")
+    parser.add_argument("--quick", action="store_true", help="tiny subset, one epoch per whole run (CI smoke test)")
+    parser.add_argument("--rungs", type=_rung_list, default=list(RUNG_NAMES),
+                        help=f"rungs whose throughput to measure (default all: {','.join(RUNG_NAMES)})")
+    parser.add_argument("--whole-runs", type=_rung_list, default=list(DEFAULT_WHOLE_RUNS),
+                        help=f"rungs to also train in full, once per seed (default {','.join(DEFAULT_WHOLE_RUNS)})")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per measurement (default 5)")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="JSON file to write (default: book/speed/<cpu|gpu>.json; --quick writes none)")
+                        help="JSON file to write (default: benchmarks/results/speed_<device>.json; --quick writes none)")
     args = parser.parse_args(argv)
-    if not 0 < args.target <= 1:
-        parser.error(f"--target is a fraction in (0, 1], e.g. 0.994 for 99.4%; got {args.target}")
-    if args.tutorial_e_epochs < 1 or args.fast_epochs < 1:
-        parser.error("--tutorial_e-epochs and --fast-epochs must be at least 1")
+    if args.seeds < 2:
+        parser.error("--seeds must be at least 2: a mean needs a spread beside it")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    result = run_benchmark(
-        quick=args.quick,
-        target=args.target,
-        tutorial_e_epochs=args.tutorial_e_epochs,
-        fast_epochs=args.fast_epochs,
-        stages=stages,
-        compile=args.compile,
-        device=args.device,
-        log=print,
-    )
+    result = run_benchmark(quick=args.quick, rungs=args.rungs, whole_runs=args.whole_runs, seeds=args.seeds,
+                           device=args.device, log=lambda line: print(line, flush=True))
     machine = result["machine"]
-    print(
-        f"\n{machine['device_name']} ({machine['device']}), {machine['usable_cpu_cores']} usable CPU cores, "
-        f"{machine['torch_threads']} torch threads, torch {machine['torch']}"
-    )
-    print(text_table(result))
-    probe = result["precision_probe_seconds_per_step"]
-    steps = ", ".join(f"{name} {seconds:.3f}" for name, seconds in probe.items())
-    print(f"seconds per training step at batch {result['precision_probe_batch_size']}: {steps}")
-    if result["ratio_to_target"] is not None:
-        print(f"tutorial E as written / fast path, time to target: {result['ratio_to_target']:.2f}x")
-    if result["ratio_per_epoch"] is not None:
-        print(f"tutorial E as written / fast path, seconds per epoch: {result['ratio_per_epoch']:.2f}x")
+    print(f"\n{machine['device_name']} ({machine['device']}), {machine['usable_cpu_cores']} usable CPU cores, "
+          f"{machine['torch_threads']} torch threads, native bf16: {machine['native_bf16']}, torch {machine['torch']}")
+    for row in summary(result):
+        line = f"{row['rung']:14s}"
+        if "images_per_s" in row:
+            line += (f" {row['images_per_s']:7,.0f} img/s  {row['seconds_per_epoch']:6.1f} s/epoch  "
+                     f"{row['speedup_per_epoch']:5.2f}x per epoch  {100 * row['share_of_matmul_peak']:4.1f}% of matmul peak")
+        if "train_seconds" in row:
+            reached = "reaches" if row["test_accuracy"] >= TARGET else "misses"
+            line += (f"  | {row['seeds']} runs: {row['train_seconds']:.1f} s, test {100 * row['test_accuracy']:.2f} "
+                     f"± {100 * row['test_accuracy_sd']:.2f}% ({reached} {100 * TARGET:.1f}%)")
+        print(line)
     out = args.out
     if out is None and not args.quick:
-        out = BOOK_SPEED_DIR / result_filename(machine["device"])
+        out = RESULTS / f"speed_{machine['device']}.json"
     if out is not None:
         save_result(result, out)
         print(f"wrote {out}")

@@ -8,6 +8,8 @@ import nbformat
 import pytest
 
 from book_tools.notebooks import (
+    RESULTS_CHANGED,
+    result_hashes,
     CODE_CHANGED,
     LIBRARY_CHANGED,
     STAMP_KEY,
@@ -63,7 +65,8 @@ def test_execute_stores_outputs_in_the_notebooks_folder(executed: Path) -> None:
 
 def test_execute_stamps_the_run(executed: Path) -> None:
     stamp = nbformat.read(executed, as_version=4).metadata[STAMP_KEY]
-    assert set(stamp) == {"profile", "code_sha256", "library", "torch", "device", "seconds", "executed"}
+    assert set(stamp) == {"profile", "code_sha256", "library", "results", "torch", "device", "seconds", "executed"}
+    assert stamp["results"] == {}  # its code names no benchmark results
     assert stamp["profile"] == "full"
     assert set(stamp["library"]) == {"mnist_helpers/__init__.py", "mnist_helpers/glue.py"}
     assert stamp["executed"].endswith("+00:00")
@@ -227,3 +230,21 @@ def test_code_hash_ignores_comments_and_formatting_but_not_code(tmp_path: Path) 
 
     _edit_cell(path, 1, "x = f(1, 3)\nprint(x)")
     assert code_sha256(nbformat.read(path, as_version=4)) != original
+
+
+def test_new_benchmark_results_make_the_chapter_that_reads_them_stale(tmp_path: Path) -> None:
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "board.json").write_text('{"runs": [1]}')
+    (results / "other.json").write_text("{}")
+    book = tmp_path / "book"
+    book.mkdir()
+    nb = nbformat.read(_write_notebook(book / "chapter.ipynb", 'path = "../benchmarks/results/board.json"'),
+                       as_version=4)
+    nb.metadata[STAMP_KEY] = {"profile": "full", "code_sha256": code_sha256(nb), "library": library_hashes(nb),
+                              "results": result_hashes(nb, book, results)}
+    assert list(nb.metadata[STAMP_KEY]["results"]) == ["board.json"]  # only the file its code names
+    (results / "other.json").write_text('{"changed": true}')
+    assert stale_reasons(nb, folder=book, results=results) == []
+    (results / "board.json").write_text('{"runs": [2]}')
+    assert stale_reasons(nb, folder=book, results=results) == [f"{RESULTS_CHANGED}: board.json"]

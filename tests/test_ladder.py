@@ -1,4 +1,4 @@
-"""The speed ladder: quick mode returns a complete, JSON-safe result, and both loops see the same data."""
+"""The speed ladder: quick mode returns a complete, JSON-safe result, and its summary adds up."""
 
 from __future__ import annotations
 
@@ -7,57 +7,67 @@ import json
 import pytest
 import torch
 
-from book_tools import ladder as bm
-from mnist_helpers.tutorial_e import tutorial_e_loaders
+from book_tools import ladder
+from book_tools.results import load_result, save_result
 from mnist_helpers.data import load_mnist_splits
-
+from mnist_helpers.models import SimpleCNN
+from mnist_helpers.tutorial_e import tutorial_e_loaders
 
 pytestmark = pytest.mark.needs_mnist
 
 
 @pytest.fixture(scope="module")
 def quick_result() -> dict:
-    # Two rungs are enough to exercise both loops (tutorial E's and the library's fit) and the ratio.
-    return bm.run_benchmark(quick=True, stages=["tutorial_e", bm.fast_stage_name("cpu")], device="cpu")
+    # Both loops (tutorial E's and the library's fit), one whole run, two seeds: every code path, in seconds.
+    return ladder.run_benchmark(quick=True, rungs=["tensors", "speedrun_fp32"], whole_runs=["speedrun_fp32"],
+                                seeds=2, device="cpu")
 
 
-def test_quick_result_has_expected_keys(quick_result: dict) -> None:
-    assert {"schema", "quick", "machine", "settings", "stages", "fast_stage", "ratio_per_epoch",
-            "ratio_to_target", "precision_probe_seconds_per_step"} <= set(quick_result)
-    assert quick_result["quick"] is True
-    assert quick_result["fast_stage"] == bm.fast_stage_name("cpu")
-    assert {"device_name", "torch", "torch_threads", "usable_cpu_cores"} <= set(quick_result["machine"])
-    assert [s["name"] for s in quick_result["stages"]] == ["tutorial_e", bm.fast_stage_name("cpu")]
-    for stage in quick_result["stages"]:
-        assert len(stage["rows"]) == 1
-        assert stage["rows"][0]["seconds"] > 0 and stage["rows"][0]["images_per_s"] > 0
-        assert 0.0 <= stage["test_acc"] <= 1.0
+def test_quick_result_records_machine_rungs_timings_and_runs(quick_result: dict) -> None:
+    assert quick_result["schema"] == ladder.SCHEMA and quick_result["quick"] is True
+    assert {"device_name", "torch", "torch_threads", "usable_cpu_cores", "native_bf16"} <= set(quick_result["machine"])
+    assert [r["name"] for r in quick_result["rungs"]] == ["tensors", "speedrun_fp32"]
+    assert [(t["rung"], t["seed"]) for t in quick_result["timings"]] == [
+        ("tensors", 0), ("tensors", 1), ("speedrun_fp32", 0), ("speedrun_fp32", 1)]
+    assert all(t["seconds"] > 0 and t["images"] == ladder.QUICK_TIMING_IMAGES for t in quick_result["timings"])
+    runs = quick_result["runs"]
+    assert [(r["recipe"], r["seed"]) for r in runs] == [("speedrun_fp32", 0), ("speedrun_fp32", 1)]
+    for run in runs:  # the fields the issue's results format asks of every run
+        assert {"recipe", "seed", "train_seconds", "test_accuracy", "epochs", "device"} <= set(run)
+        assert 0 <= run["test_accuracy"] <= 1 and run["epochs"] == 1 and run["train_seconds"] > 0
 
 
-def test_quick_ratio_is_positive_and_target_ignored(quick_result: dict) -> None:
-    assert quick_result["ratio_per_epoch"] > 0
-    assert quick_result["ratio_to_target"] is None  # quick runs one epoch: no time-to-target claim
-    assert all(s["seconds_to_target"] is None for s in quick_result["stages"])
+def test_summary_speedups_are_relative_to_the_first_rung(quick_result: dict) -> None:
+    rows = ladder.summary(quick_result)
+    assert rows[0]["speedup_per_epoch"] == 1.0
+    rates = [t["images_per_s"] for t in quick_result["timings"] if t["rung"] == "speedrun_fp32"]
+    assert rows[1]["images_per_s"] == pytest.approx(sum(rates) / 2)
+    assert rows[1]["speedup_per_epoch"] == pytest.approx(rows[1]["images_per_s"] / rows[0]["images_per_s"])
+    assert rows[1]["seeds"] == 2 and "train_seconds" not in rows[0]  # only whole runs have accuracies
 
 
 def test_result_round_trips_through_json(quick_result: dict, tmp_path) -> None:
-    path = bm.save_result(quick_result, tmp_path / "speed" / "cpu.json")
-    assert bm.load_result(path) == json.loads(json.dumps(quick_result))
-    table = bm.text_table(bm.load_result(path))
-    assert table.count("\n") == len(quick_result["stages"])  # a header line and one line per rung
+    path = save_result(quick_result, tmp_path / "results" / "speed_cpu.json")
+    assert load_result(path, schema=ladder.SCHEMA) == json.loads(json.dumps(quick_result))
 
 
 def test_load_result_rejects_missing_file_and_other_schema(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="benchmarks/speed.py"):
-        bm.load_result(tmp_path / "absent.json")
-    (tmp_path / "old.json").write_text(json.dumps({"schema": 0}))
+    with pytest.raises(FileNotFoundError, match="benchmarks/"):
+        load_result(tmp_path / "absent.json", schema=ladder.SCHEMA)
+    (tmp_path / "old.json").write_text(json.dumps({"schema": 1}))
     with pytest.raises(ValueError, match="schema"):
-        bm.load_result(tmp_path / "old.json")
+        load_result(tmp_path / "old.json", schema=ladder.SCHEMA)
 
 
-def test_unknown_stage_is_named() -> None:
+def test_unknown_rung_is_named() -> None:
     with pytest.raises(ValueError, match="warp"):
-        bm.run_benchmark(quick=True, stages=["warp"], device="cpu")
+        ladder.run_benchmark(quick=True, rungs=["warp"], device="cpu")
+
+
+def test_flop_count_of_simplecnn_matches_its_layers() -> None:
+    # Forward multiply-adds of SimpleCNN's convs and linears, x2 for FLOPs, x3 for forward + backward.
+    macs = 28 * 28 * 9 * (1 * 32 + 32 * 32) + 14 * 14 * 9 * (32 * 64 + 64 * 64) + 3136 * 128 + 128 * 10
+    assert ladder.flops_per_image(SimpleCNN()) == pytest.approx(2 * 3 * macs, rel=0.01)
 
 
 def test_tutorial_e_loaders_hold_the_books_validation_split() -> None:
@@ -67,13 +77,3 @@ def test_tutorial_e_loaders_hold_the_books_validation_split() -> None:
     assert torch.equal(labels, val.labels)
     # ToTensor + Normalize per image vs one vectorised normalisation: the same numbers up to rounding.
     assert torch.allclose(images, val.images, atol=1e-5)
-
-
-def test_precision_probe_times_every_variant_on_cpu() -> None:
-    seconds = bm.precision_probe("cpu", batch_size=8, steps=1)
-    assert set(seconds) == {"fp32", "channels_last", "bf16", "bf16_channels_last"}
-    assert all(value > 0 for value in seconds.values())
-
-
-def test_result_filenames_match_the_chapter() -> None:
-    assert [bm.result_filename(d) for d in ("cpu", "cuda", "mps")] == ["cpu.json", "gpu.json", "mps.json"]

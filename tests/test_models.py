@@ -9,6 +9,7 @@ from mnist_helpers.models import (
     CNN,
     MLP,
     MODEL_REGISTRY,
+    BNCNN,
     BatchNormMLP,
     SimpleCNN,
     build_model,
@@ -91,3 +92,18 @@ def test_build_model_rejects_unknown_names_listing_the_known_ones() -> None:
     for name in MODEL_REGISTRY:
         assert name in str(info.value)
 
+
+
+def test_bncnn_parameter_count_and_stages() -> None:
+    widths, depths = (16, 32, 64), (2, 2, 1)
+    convs = [(1, 16), (16, 16), (16, 32), (32, 32), (32, 64)]  # no conv bias: BatchNorm follows every conv
+    expected = sum(c_in * c_out * 9 + batchnorm(c_out) for c_in, c_out in convs) + linear(64, 10)
+    model = BNCNN(widths, depths)
+    assert count_parameters(model) == expected
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules()) == len(widths) - 1
+
+
+@pytest.mark.parametrize("widths, depths", [((16, 32), (2,)), ((16, 0), (1, 1)), ((), ())])
+def test_bncnn_rejects_mismatched_or_empty_stages(widths, depths) -> None:
+    with pytest.raises(ValueError, match="one positive depth per positive width"):
+        BNCNN(widths, depths)

@@ -43,8 +43,8 @@ def test_full_epochs_match_the_plan() -> None:
     epochs = {run: b["full"].epochs for run, b in BUDGETS.items()}
     assert epochs == {
         "01_data": 1, "02_visualize": 0, "03_mlp_tutorial_a": 15, "03_mlp_tutorial_b": 7, "03_batch_size": 10,
-        "04_batchnorm": 20, "05_cnn": 20, "06_simplecnn": 15, "07_own_digits": 4, "08_fast": 8,
-        "09_inside": 0, "11_export": 0, "12_scaling_out": 2,
+        "04_batchnorm": 20, "05_cnn": 20, "06_simplecnn": 15, "07_own_digits": 4, "08_fast": 8, "08_speedrun": 5,
+        "09_inside": 0, "10_bncnn": 10, "11_export": 0, "12_scaling_out": 2,
     }  # fmt: skip
 
 

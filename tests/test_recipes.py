@@ -37,9 +37,18 @@ def test_describe_names_every_setting_that_changes_the_result() -> None:
     base = RECIPES["simplecnn"].describe()
     changes = {"lr": 2e-3, "batch_size": 64, "optimizer": "sgd", "schedule": "cosine", "gamma": 0.9,
                "loss": "nll", "augment": True, "patience": 3, "monitor": "val_loss", "mean": 0.5, "seed": 1,
-               "weight_decay": 1e-4, "momentum": 0.9, "bf16": True, "model_config": {"fc_dropout": 0.3}}
+               "weight_decay": 1e-4, "momentum": 0.9, "bf16": True, "model_config": {"fc_dropout": 0.3},
+               "label_smoothing": 0.1}
     for field, value in changes.items():
         assert replace(RECIPES["simplecnn"], **{field: value}).describe() != base, field
+
+
+def test_label_smoothing_moves_the_loss_target_off_the_label() -> None:
+    logits, labels = torch.tensor([[9.0, 0.0, 0.0]]), torch.tensor([0])
+    smoothed = replace(RECIPES["speedrun"], label_smoothing=0.3).loss_fn(logits, labels)
+    assert smoothed > RECIPES["mlp"].loss_fn(logits, labels)  # a confident, right answer is no longer loss-free
+    with pytest.raises(ValueError, match="cross_entropy"):
+        replace(RECIPES["cnn"], label_smoothing=0.1).loss_fn(logits, labels)
 
 
 def test_fit_recipe_is_deterministic_and_saves_the_best_epoch(splits: MNISTSplits, tmp_path) -> None:

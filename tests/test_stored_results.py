@@ -9,11 +9,15 @@ from __future__ import annotations
 import ast
 import json
 import math
+import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from book_tools import ladder, leaderboard
+from book_tools.results import load_result
 from mnist_helpers.recipes import RECIPES
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
@@ -80,3 +84,45 @@ def test_chapter_05_tests_the_recipe_with_the_best_validation_accuracy() -> None
 def test_the_chapters_stored_choice_is_the_librarys_recipe(chapter: str, name: str, recipe: str) -> None:
     """What ``train --model NAME`` and the benchmarks run is what the chapter chose and showed."""
     assert glued(chapter)[name] == RECIPES[recipe].describe()
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def _mean_and_se(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def test_committed_speed_results_measure_the_current_recipes_over_five_seeds() -> None:
+    """Chapter 08 glues these numbers: they must come from a full run of today's rungs, with >= 5 seeds each."""
+    result = load_result(RESULTS / "speed_cpu.json", schema=ladder.SCHEMA)
+    assert not result["quick"]
+    rungs = {rung.name: rung for rung in ladder.RUNGS}
+    for record in result["rungs"]:
+        assert record["recipe_description"] == rungs[record["name"]].recipe.describe(), record["name"]
+        seeds = [t["seed"] for t in result["timings"] if t["rung"] == record["name"]]
+        assert record["skipped"] or len(set(seeds)) >= 5, record["name"]
+    whole = [run["recipe"] for run in result["runs"]]
+    assert all(whole.count(name) >= 5 for name in set(whole))
+
+
+def test_the_speed_run_mean_reaches_99_4_percent() -> None:
+    """The chapter's headline claim, within two standard errors of the mean over seeds."""
+    result = load_result(RESULTS / "speed_cpu.json", schema=ladder.SCHEMA)
+    accuracy = [run["test_accuracy"] for run in result["runs"] if run["recipe"] == "speedrun"]
+    mean, se = _mean_and_se(accuracy)
+    assert len(accuracy) >= 5 and mean >= ladder.TARGET - 2 * se
+
+
+def test_committed_leaderboard_has_three_seeds_of_every_current_recipe() -> None:
+    """Chapter 10's board: every recipe on it, >= 3 seeds, each run made with today's recipe definition."""
+    board = load_result(RESULTS / "leaderboard_cpu.json", schema=leaderboard.SCHEMA)
+    assert not board["quick"]
+    for name in leaderboard.BOARD:
+        runs = [run for run in board["runs"] if run["recipe"] == name]
+        assert len({run["seed"] for run in runs}) >= 3, name
+        for run in runs:
+            assert run["description"] == replace(RECIPES[name], seed=run["seed"]).describe(), (name, run["seed"])
+        assert set(board["latency"][name]) == {"one_image_s", "batch_1000_s"}
+    members = [run for run in board["runs"] if run["recipe"] == leaderboard.ENSEMBLE_RECIPE]
+    assert board["ensemble"]["members"] == len(members)

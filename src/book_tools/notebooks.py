@@ -12,6 +12,8 @@ module the chapter imports, directly or through other library modules (found sta
 ``import`` statements); ``check`` recomputes them and names every module that changed. Editing a module
 no chapter imports (the command line, say) leaves every chapter fresh. Hashes are taken over syntax trees
 without docstrings, so rewording a comment or a docstring does not force a re-execution; changing code does.
+A chapter that reads committed benchmark results (chapters 08 and 10 read ``benchmarks/results/*.json``) is
+stamped with a hash of each such file too, found from the paths its code names, so new results make it stale.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ from mnist_helpers.progress import QUIET_ENV
 
 STAMP_KEY = "mnist_book"
 SRC = Path(__file__).resolve().parents[1]  # src/: the library packages live side by side here
+RESULTS = SRC.parent / "benchmarks" / "results"  # committed benchmark results that chapters read
 # The inline backend is what Jupyter and Colab use: figures shown by a cell are stored as PNG outputs.
 # (A CI-wide MPLBACKEND=Agg would silently drop every figure from the stored chapter.)
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 CODE_CHANGED = "code cells changed since the full run"
 LIBRARY_CHANGED = "library code changed since the full run"
+RESULTS_CHANGED = "benchmark results it reads changed since the full run"
 # Output mime types that hold text a reader can see; images are base64 and cannot leak a path.
 _TEXT_MIME_PREFIXES = ("text/", "application/json", "application/javascript")
 
@@ -120,6 +124,27 @@ def library_modules(nb: nbformat.NotebookNode, src: Path = SRC) -> list[Path]:
             package = module if path.name == "__init__.py" else module.rpartition(".")[0]
             pending |= _imported_names(ast.parse(path.read_text(encoding="utf-8")), package)
     return sorted(path for module in seen if (path := _module_file(module, src)) is not None)
+
+
+def result_files(nb: nbformat.NotebookNode, folder: Path, results: Path = RESULTS) -> list[Path]:
+    """The committed result files the notebook reads: every string in its code that, taken as a path from
+    the notebook's ``folder``, names an existing file under ``results``."""
+    found = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(_parse_cell(cell.source)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "\n" not in node.value:
+                candidate = (folder / node.value).resolve()
+                if candidate.is_file() and results.resolve() in candidate.parents:
+                    found.add(candidate)
+    return sorted(found)
+
+
+def result_hashes(nb: nbformat.NotebookNode, folder: Path, results: Path = RESULTS) -> dict[str, str]:
+    """``{"leaderboard_cpu.json": sha256 of its bytes, ...}`` for every result file the notebook reads."""
+    return {path.relative_to(results.resolve()).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in result_files(nb, folder, results)}
 
 
 def module_sha256(path: Path) -> str:
@@ -216,6 +241,7 @@ def execute_notebook(path: Path, profile: Profile = "full", timeout: float | Non
         "profile": profile,
         "code_sha256": code_sha256(nb),
         "library": library_hashes(nb),
+        "results": result_hashes(nb, path.resolve().parent),
         "torch": torch.__version__,
         "device": _device_description(),
         "seconds": round(seconds, 1),
@@ -225,8 +251,11 @@ def execute_notebook(path: Path, profile: Profile = "full", timeout: float | Non
     return []
 
 
-def stale_reasons(nb: nbformat.NotebookNode, src: Path = SRC) -> list[str]:
-    """Why the stored outputs of ``nb`` cannot be published as they are (empty when fresh)."""
+def stale_reasons(
+    nb: nbformat.NotebookNode, src: Path = SRC, folder: Path | None = None, results: Path = RESULTS
+) -> list[str]:
+    """Why the stored outputs of ``nb`` cannot be published as they are (empty when fresh). ``folder`` is
+    the notebook's own, from which the result files it reads are found (None: results are not checked)."""
     stamp: dict[str, Any] | None = nb.metadata.get(STAMP_KEY)
     if not stamp:
         return ["no execution stamp: its outputs were not stored by the execute command"]
@@ -239,6 +268,11 @@ def stale_reasons(nb: nbformat.NotebookNode, src: Path = SRC) -> list[str]:
     changed = sorted(name for name in stored.keys() | current.keys() if stored.get(name) != current.get(name))
     if changed:
         reasons.append(f"{LIBRARY_CHANGED}: {', '.join(changed)}")
+    if folder is not None:
+        stored, current = stamp.get("results", {}), result_hashes(nb, folder, results)
+        changed = sorted(name for name in stored.keys() | current.keys() if stored.get(name) != current.get(name))
+        if changed:
+            reasons.append(f"{RESULTS_CHANGED}: {', '.join(changed)}")
     return reasons
 
 
@@ -257,7 +291,7 @@ def _execute_command(paths: list[Path], profile: Profile, timeout: float | None)
 
 
 def _check_command(paths: list[Path]) -> int:
-    stale = {path: stale_reasons(nbformat.read(path, as_version=4)) for path in paths}
+    stale = {path: stale_reasons(nbformat.read(path, as_version=4), folder=path.resolve().parent) for path in paths}
     stale = {path: reasons for path, reasons in stale.items() if reasons}
     if not stale:
         print(f"{len(paths)} notebook(s) carry fresh full-profile outputs.")

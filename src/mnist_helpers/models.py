@@ -1,4 +1,5 @@
-"""The four networks of the book, one per reference tutorial, plus a registry to rebuild them by name.
+"""The networks of the book, plus a registry to rebuild them by name: one per reference tutorial (MLP,
+BatchNormMLP, CNN, SimpleCNN) and the book's own BNCNN (chapters 08 and 10).
 
 Every model stores its constructor arguments in ``self.config`` so that a checkpoint can record
 ``(class name, config)`` and rebuild the exact architecture later without pickling any code.
@@ -113,6 +114,42 @@ class SimpleCNN(nn.Module):
         return self.fc2(x)
 
 
+class BNCNN(nn.Module):
+    """The book's own convnet: stages of [conv3, BatchNorm, ReLU] layers, a 2x2 max-pool between stages,
+    then a global max-pool and one linear layer.
+
+    Stage ``i`` has ``depths[i]`` conv layers of ``widths[i]`` channels, at 28, 14, 7, ... pixels.
+    BatchNorm lets it train at a high learning rate from the first step (chapter 04), and the global max-pool
+    ("is this feature anywhere?") replaces SimpleCNN's 401,536-weight ``fc1``, so almost all the work is
+    convolutions, what a CPU's matrix units do fastest. Chapter 08's speed run uses a small one
+    (:data:`~mnist_helpers.recipes.RECIPES` ``"speedrun"``), chapter 10's leaderboard a wider one (``"bncnn"``).
+    """
+
+    def __init__(
+        self, widths: Sequence[int] = (16, 32, 64), depths: Sequence[int] = (2, 2, 1), num_classes: int = 10
+    ) -> None:
+        super().__init__()
+        if len(widths) != len(depths) or not widths or min(*widths, *depths) < 1:
+            raise ValueError(f"BNCNN needs one positive depth per positive width; got widths={list(widths)}, "
+                             f"depths={list(depths)}")
+        self.config: dict[str, Any] = {"widths": list(widths), "depths": list(depths), "num_classes": num_classes}
+        layers: list[nn.Module] = []
+        channels = 1
+        for stage, (width, depth) in enumerate(zip(widths, depths)):
+            if stage > 0:
+                layers.append(nn.MaxPool2d(2))
+            for _ in range(depth):
+                # no conv bias: the BatchNorm right after it subtracts the mean and adds its own shift
+                layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                           nn.ReLU(inplace=True)]
+                channels = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) scalar parameters; buffers such as BatchNorm running stats are not counted."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
@@ -123,6 +160,7 @@ MODEL_REGISTRY: dict[str, type[nn.Module]] = {
     "bnmlp": BatchNormMLP,
     "cnn": CNN,
     "simplecnn": SimpleCNN,
+    "bncnn": BNCNN,
 }
 
 

@@ -69,7 +69,9 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     "06_simplecnn": {"full": _full(15), "smoke": _SMOKE},
     "07_own_digits": {"full": _full(4), "smoke": _SMOKE},
     "08_fast": {"full": _full(8), "smoke": _SMOKE},
+    "08_speedrun": {"full": _full(5), "smoke": _SMOKE},
     "09_inside": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: studies chapter 06's SimpleCNN
+    "10_bncnn": {"full": _full(10), "smoke": _SMOKE},
     "11_export": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: exports chapter 06's SimpleCNN
     "12_scaling_out": {"full": _full(2), "smoke": _SMOKE},  # 1 vs 2 processes, 3 seeds each
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +51,7 @@ class Recipe:
     step_size: int = 1  # StepLR: multiply the lr by gamma every step_size epochs
     gamma: float = 1.0
     loss: Literal["cross_entropy", "nll"] = "cross_entropy"
+    label_smoothing: float = 0.0  # cross_entropy's target: 1 - eps on the label, eps spread over all classes
     augment: bool = False  # mnist_helpers.augment.random_affine on every training batch
     patience: int | None = None  # early stopping on `monitor`, when set
     monitor: Monitor = "val_acc"  # which validation number picks the best epoch
@@ -66,6 +68,10 @@ class Recipe:
 
     @property
     def loss_fn(self) -> LossFn:
+        if self.label_smoothing:
+            if self.loss != "cross_entropy":
+                raise ValueError(f"label smoothing needs the cross_entropy loss, not {self.loss!r}")
+            return partial(F.cross_entropy, label_smoothing=self.label_smoothing)
         return LOSSES[self.loss]
 
     @property
@@ -84,6 +90,7 @@ class Recipe:
                     "step": f"StepLR({self.step_size}, {self.gamma:g}) per epoch"}[self.schedule]
         parts = [f"{self.model}({config})", optimizer, schedule, f"batch {self.batch_size}",
                  f"{budget(self.run, 'full').epochs} epochs", f"{self.loss} loss"]
+        parts += [f"label smoothing {self.label_smoothing:g}"] * (self.label_smoothing > 0)
         parts += ["random affine augmentation"] * self.augment
         parts += [f"early stopping patience {self.patience} on {self.monitor}"] * (self.patience is not None)
         parts += [f"best epoch by {self.monitor}", f"Normalize({self.mean:g}, {self.std:g})", f"seed {self.seed}"]
@@ -174,4 +181,12 @@ RECIPES: dict[str, Recipe] = {
                         schedule="step", step_size=5, gamma=0.5, patience=5, seed=42),
     "fast": Recipe(chapter="08", model="simplecnn", run="08_fast", batch_size=512, lr=3e-3, optimizer="adamw",
                    weight_decay=1e-4, schedule="onecycle", bf16=True, seed=42),
+    # The fastest recipe found that still reaches 99.4% test accuracy on average (chapter 08's speed run).
+    "speedrun": Recipe(chapter="08", model="bncnn", model_config={"widths": (16, 32, 64), "depths": (2, 2, 1)},
+                       run="08_speedrun", batch_size=256, lr=4e-3, optimizer="adamw", weight_decay=5e-4,
+                       schedule="onecycle", label_smoothing=0.1, bf16=True),
+    # Chapter 10's own design, past 99.6%: a wider BNCNN, augmentation on every batch, chosen on validation.
+    "bncnn": Recipe(chapter="10", model="bncnn", model_config={"widths": (32, 64, 128), "depths": (2, 2, 1)},
+                    run="10_bncnn", batch_size=128, lr=4e-3, optimizer="adamw", weight_decay=5e-4,
+                    schedule="onecycle", label_smoothing=0.1, augment=True, bf16=True),
 }

@@ -1,0 +1,63 @@
+"""Benchmark results as JSON files: what machine they came from, written atomically, read back checked.
+
+``benchmarks/speed.py`` (chapter 08) and ``benchmarks/leaderboard.py`` (chapter 10) write their results with
+:func:`save_result`; the chapters read them with :func:`load_result`. Every file records the machine, because
+a training time means nothing without the CPU or GPU it was measured on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mnist_helpers.devices import cpu_model_name, native_bf16
+
+
+def machine_info(device: torch.device | str) -> dict[str, Any]:
+    """What the numbers were measured on: device name, core and thread counts, bf16 support, versions."""
+    import torchvision
+
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model_name()
+    affinity = getattr(os, "sched_getaffinity", None)
+    return {
+        "device": device.type,
+        "device_name": name,
+        "cpu_count": os.cpu_count(),
+        "usable_cpu_cores": len(affinity(0)) if affinity else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16(device),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def save_result(result: dict[str, Any], path: str | Path) -> Path:
+    """Write ``result`` as indented JSON, atomically: a crash mid-write never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_result(path: str | Path, *, schema: str) -> dict[str, Any]:
+    """Read a result written by :func:`save_result`; a missing file or another schema is an error, not a guess."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no benchmark result at {path}; the script in benchmarks/ that writes "
+                                f"{schema.split('-')[0]} results creates it (see its --help)")
+    result = json.loads(path.read_text())
+    if result.get("schema") != schema:
+        raise ValueError(f"{path} has schema {result.get('schema')!r}, this code reads {schema!r}; "
+                         "re-run the benchmark to regenerate it")
+    return result
