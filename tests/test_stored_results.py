@@ -126,3 +126,13 @@ def test_committed_leaderboard_has_three_seeds_of_every_current_recipe() -> None
         assert set(board["latency"][name]) == {"one_image_s", "batch_1000_s"}
     members = [run for run in board["runs"] if run["recipe"] == leaderboard.ENSEMBLE_RECIPE]
     assert board["ensemble"]["members"] == len(members)
+
+
+def test_the_books_own_network_averages_past_99_6_percent_and_its_ensemble_gains() -> None:
+    """Chapter 10's claims: BNCNN's mean over seeds passes 99.6% (within two standard errors of the mean),
+    and averaging its members' probabilities beats the mean member."""
+    board = load_result(RESULTS / "leaderboard_cpu.json", schema=leaderboard.SCHEMA)
+    accuracy = [run["test_accuracy"] for run in board["runs"] if run["recipe"] == leaderboard.ENSEMBLE_RECIPE]
+    mean, se = _mean_and_se(accuracy)
+    assert len(accuracy) >= 3 and mean >= 0.996 - 2 * se
+    assert board["ensemble"]["test_accuracy"] > mean
