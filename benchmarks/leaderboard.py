@@ -1,4 +1,4 @@
-"""Chapter 10's leaderboard: every chapter's final recipe trained with several seeds, and an ensemble.
+"""Chapter 11's leaderboard: every chapter's final recipe trained with several seeds, and an ensemble.
 
     python benchmarks/leaderboard.py                     # every recipe -> benchmarks/results/leaderboard_<device>.json
     python benchmarks/leaderboard.py --recipes cnn,bncnn --seeds 3

@@ -1,11 +1,11 @@
-"""How fast can MNIST honestly be learned here? Chapter 08's ladder of fixed recipes, means over seeds.
+"""How fast can MNIST honestly be learned here? Chapter 9's ladder of fixed recipes, means over seeds.
 
     python benchmarks/speed.py              # every rung -> benchmarks/results/speed_<device>.json (~20 min, 2 cores)
     python benchmarks/speed.py --quick      # a few hundred images per rung: checks the machinery (CI)
     python benchmarks/speed.py --whole-runs speedrun,bf16 --seeds 5 --out /tmp/speed.json
 
 All the work happens in :mod:`book_tools.ladder`; this file parses flags, prints, and writes the JSON that
-chapter 08 reads. Run it on a quiet machine: other processes competing for the cores make every number
+chapter 9 reads. Run it on a quiet machine: other processes competing for the cores make every number
 slower and noisier, and the rungs are only comparable because they run back to back in one process.
 """
 

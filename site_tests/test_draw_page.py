@@ -132,7 +132,7 @@ return [btoa(text), canvas.width, canvas.height, window.mnistPreprocess(ink, can
 def page(site_url: str, browser: WebDriver) -> Iterator[WebDriver]:
     """The draw-a-digit page, loaded, with its model ready; fails on any console error it logged."""
     if not MODEL.is_file():
-        pytest.fail(f"the built site has no {MODEL.name}: chapter 11 writes book/draw/simplecnn.onnx")
+        pytest.fail(f"the built site has no {MODEL.name}: chapter 12 writes book/draw/simplecnn.onnx")
     browser.get_log("browser")
     browser.get(site_url + PAGE)
     ready = browser.execute_async_script(

@@ -43,7 +43,7 @@ def test_missing_checkpoint_names_the_path(tmp_path: Path) -> None:
 
 def test_bare_state_dict_is_explained(tmp_path: Path) -> None:
     path = tmp_path / "state.pt"
-    torch.save(MLP((8,)).state_dict(), path)  # what chapter 03 writes
+    torch.save(MLP((8,)).state_dict(), path)  # what chapter 4 writes
     with pytest.raises(CheckpointError, match="bare state_dict") as info:
         load_checkpoint(path)
     assert "model.load_state_dict(torch.load(path, weights_only=True))" in str(info.value)

@@ -150,7 +150,7 @@ def test_evaluate_prints_accuracy_and_the_per_class_table(checkpoint, capsys):
 
 def test_normalization_comes_from_the_checkpoint_or_the_chapter_recipe():
     assert _normalization(MLP(), {"normalization": {"mean": 0.0, "std": 1.0}}) == (0.0, 1.0)
-    assert _normalization(BatchNormMLP(), {"epoch": 3}) == (0.5, 0.5)  # a checkpoint saved by chapter 04's fit
+    assert _normalization(BatchNormMLP(), {"epoch": 3}) == (0.5, 0.5)  # a checkpoint saved by chapter 5's fit
     assert _normalization(MLP(), {}) == (0.1307, 0.3081)
 
 

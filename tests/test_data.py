@@ -228,5 +228,5 @@ def test_unit_normalization_reproduces_plain_to_tensor() -> None:
 @needs_mnist
 def test_splits_for_uses_the_run_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PROFILE_ENV, "smoke")
-    splits = splits_for("05_cnn", val_fraction=0.25)
+    splits = splits_for("06_cnn", val_fraction=0.25)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (3000, 1000, 2000)

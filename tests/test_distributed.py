@@ -1,4 +1,4 @@
-"""Data-parallel training (chapter 12): sharding, the process group, and real 2-process gloo launches.
+"""Data-parallel training (chapter 13): sharding, the process group, and real 2-process gloo launches.
 
 The launches run ``torchrun --standalone`` (a free port, so parallel runs cannot collide) with one thread per
 process and a bounded timeout: a hang fails the test instead of stalling CI.

@@ -168,15 +168,15 @@ def _stored_glue(notebook: Path) -> tuple[dict[str, object], dict[str, object]]:
 
 
 def test_the_page_serves_the_model_chapter_11_exported() -> None:
-    """book/draw/simplecnn.onnx is the file chapter 11's full-profile run wrote, byte for byte.
+    """book/draw/simplecnn.onnx is the file chapter 12's full-profile run wrote, byte for byte.
 
-    Chapter 11 writes the page's model only in the full profile and glues its SHA-256; a file committed
+    Chapter 12 writes the page's model only in the full profile and glues its SHA-256; a file committed
     from another run (or an unexecuted chapter) would put a model on the site that the book never measured.
     """
-    stamp, values = _stored_glue(REPO / "book" / "11_export_and_draw.ipynb")
+    stamp, values = _stored_glue(REPO / "book" / "12_export_and_draw.ipynb")
     if stamp.get("profile") != "full":
-        pytest.skip("chapter 11 has no full-profile outputs yet (book_tools.notebooks check reports it)")
+        pytest.skip("chapter 12 has no full-profile outputs yet (book_tools.notebooks check reports it)")
     served = (REPO / "book" / "draw" / "simplecnn.onnx").read_bytes()
-    assert str(values["ch11_page_model_sha256"]).strip("'") == hashlib.sha256(served).hexdigest(), (
-        "book/draw/simplecnn.onnx is not the file chapter 11 wrote: commit the one its full-profile run wrote"
+    assert str(values["ch12_page_model_sha256"]).strip("'") == hashlib.sha256(served).hexdigest(), (
+        "book/draw/simplecnn.onnx is not the file chapter 12 wrote: commit the one its full-profile run wrote"
     )

@@ -73,3 +73,12 @@ def test_figure_is_png_even_with_agg_backend(tmp_path: Path) -> None:
 def test_numpy_scalars_are_plain_literals(glued: dict[str, nbformat.NotebookNode]) -> None:
     assert glued["ours_np"]["data"]["text/plain"] == "0.25"
     assert glued["ours_item"]["data"]["text/plain"] == "3"
+
+
+def test_glue_all_glues_each_keyword_under_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mnist_helpers.glue as glue_module
+
+    seen: list[tuple[str, object]] = []
+    monkeypatch.setattr(glue_module, "glue", lambda name, value, display=False: seen.append((name, value)))
+    glue_module.glue_all("ch04", test_acc=0.98, params=12)
+    assert seen == [("ch04_test_acc", 0.98), ("ch04_params", 12)]

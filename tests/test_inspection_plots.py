@@ -1,4 +1,4 @@
-"""Tests for chapter 09's figures: what each panel shows, its scale and its labels."""
+"""Tests for chapter 10's figures: what each panel shows, its scale and its labels."""
 
 from __future__ import annotations
 

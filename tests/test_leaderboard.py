@@ -1,4 +1,4 @@
-"""Chapter 10's leaderboard machinery: ensembles average probabilities, and a board resumes instead of retraining."""
+"""Chapter 11's leaderboard machinery: ensembles average probabilities, and a board resumes instead of retraining."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""chapter06_simplecnn: reuse chapter 06's checkpoint only when the library's recipe made it."""
+"""chapter07_simplecnn: reuse chapter 7's checkpoint only when the library's recipe made it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from mnist_helpers.checkpoints import library_fingerprint, save_checkpoint
 from mnist_helpers.data import MNISTSplits, TensorSplit
 from mnist_helpers.models import SimpleCNN
-from mnist_helpers.pretrained import chapter06_simplecnn
+from mnist_helpers.pretrained import chapter07_simplecnn
 from mnist_helpers.recipes import RECIPES
 
 
@@ -26,11 +26,11 @@ def test_a_checkpoint_of_the_chapter_recipe_is_loaded_with_its_provenance(
     saved = SimpleCNN()
     path = save_checkpoint(tmp_path / "simplecnn.pt", saved, recipe=RECIPES["simplecnn"].describe())
 
-    model, provenance = chapter06_simplecnn(toy_splits, "cpu", path)
+    model, provenance = chapter07_simplecnn(toy_splits, "cpu", path)
 
     x = torch.randn(3, 1, 28, 28)
     torch.testing.assert_close(model(x), saved.eval()(x))
-    assert provenance.source == "chapter 06's checkpoint"
+    assert provenance.source == "chapter 7's checkpoint"
     assert provenance.library == library_fingerprint() and provenance.same_library
     assert "seed 42" in provenance.describe()
 
@@ -42,7 +42,7 @@ def test_a_checkpoint_of_another_recipe_is_not_reused(
     path = save_checkpoint(tmp_path / "simplecnn.pt", SimpleCNN(), recipe="something else")
     before = path.read_bytes()
 
-    _, provenance = chapter06_simplecnn(toy_splits, "cpu", path)
+    _, provenance = chapter07_simplecnn(toy_splits, "cpu", path)
 
     assert provenance.source == "trained in this notebook"
     assert path.read_bytes() != before  # replaced by the model trained with the chapter's recipe

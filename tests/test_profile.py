@@ -42,24 +42,24 @@ def test_every_run_has_both_profiles_and_small_smoke_budgets() -> None:
 def test_full_epochs_match_the_plan() -> None:
     epochs = {run: b["full"].epochs for run, b in BUDGETS.items()}
     assert epochs == {
-        "01_data": 1, "02_visualize": 0, "03_mlp_tutorial_a": 15, "03_mlp_tutorial_b": 7, "03_batch_size": 10,
-        "04_batchnorm": 20, "05_cnn": 20, "06_simplecnn": 15, "07_own_digits": 4, "08_fast": 8, "08_speedrun": 5,
-        "09_inside": 0, "10_bncnn": 10, "11_export": 0, "12_scaling_out": 2,
+        "01_data": 1, "02_visualize": 0, "04_mlp_tutorial_a": 15, "04_mlp_tutorial_b": 7, "04_batch_size": 10,
+        "05_batchnorm": 20, "06_cnn": 20, "07_simplecnn": 15, "08_own_digits": 4, "09_fast": 8, "09_speedrun": 5,
+        "10_inside": 0, "11_bncnn": 10, "12_export": 0, "13_scaling_out": 2,
     }  # fmt: skip
 
 
 def test_budget_follows_the_current_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PROFILE_ENV, "smoke")
-    assert budget("06_simplecnn") == Budget(4000, 2000, 1)
-    assert budget("06_simplecnn", "full") == Budget(None, None, 15)
+    assert budget("07_simplecnn") == Budget(4000, 2000, 1)
+    assert budget("07_simplecnn", "full") == Budget(None, None, 15)
 
 
 def test_budgets_are_immutable() -> None:
     with pytest.raises(AttributeError):
-        budget("05_cnn", "full").epochs = 1  # type: ignore[misc]
+        budget("06_cnn", "full").epochs = 1  # type: ignore[misc]
 
 
 def test_unknown_run_lists_known_runs() -> None:
     with pytest.raises(KeyError) as info:
-        budget("06_simple_cnn")
-    assert "06_simplecnn" in str(info.value) and "01_data" in str(info.value)
+        budget("07_simple_cnn")
+    assert "07_simplecnn" in str(info.value) and "01_data" in str(info.value)

@@ -48,16 +48,16 @@ def glued(chapter: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("chapter", "name", "target"),
     [
-        ("04_batchnorm.ipynb", "ch04_test_acc", 98.3),
-        ("05_cnn.ipynb", "ch05_test_acc", 99.1),
-        ("06_simplecnn.ipynb", "ch06_test_acc", 99.4),
+        ("05_batchnorm.ipynb", "ch05_test_acc", 98.3),
+        ("06_cnn.ipynb", "ch06_test_acc", 99.1),
+        ("07_simplecnn.ipynb", "ch07_test_acc", 99.4),
     ],
 )
 def test_stored_test_accuracy_meets_the_chapter_target(chapter: str, name: str, target: float) -> None:
     """Within sampling noise: a re-execution below its target by more than two standard errors fails.
 
     One seed's accuracy on 10,000 test images carries a standard error of about 0.08 points at 99.4%,
-    and the same code and seed land on different values on different CPUs (chapter 06: 99.49% on an AMD
+    and the same code and seed land on different values on different CPUs (chapter 7: 99.49% on an AMD
     EPYC, 99.39% on an Intel Xeon; their float kernels round differently). A guard at the exact target
     would flip on one image; at two standard errors it still catches any real regression.
     """
@@ -67,18 +67,18 @@ def test_stored_test_accuracy_meets_the_chapter_target(chapter: str, name: str, 
 
 
 def test_chapter_05_tests_the_recipe_with_the_best_validation_accuracy() -> None:
-    values = glued("05_cnn.ipynb")
-    candidates = [values["ch05_best_val_acc"], values["ch05_cosine_val_acc"], values["ch05_augmented_val_acc"]]
-    assert values["ch05_chosen_val_acc"] == max(candidates)
+    values = glued("06_cnn.ipynb")
+    candidates = [values["ch06_best_val_acc"], values["ch06_cosine_val_acc"], values["ch06_augmented_val_acc"]]
+    assert values["ch06_chosen_val_acc"] == max(candidates)
 
 
 @pytest.mark.parametrize(
     ("chapter", "name", "recipe"),
     [
-        ("03_mlp.ipynb", "ch03_chosen_recipe", "mlp"),
-        ("04_batchnorm.ipynb", "ch04_recipe", "bnmlp"),
-        ("05_cnn.ipynb", "ch05_chosen_recipe", "cnn"),
-        ("06_simplecnn.ipynb", "ch06_recipe", "simplecnn"),
+        ("04_mlp.ipynb", "ch04_chosen_recipe", "mlp"),
+        ("05_batchnorm.ipynb", "ch05_recipe", "bnmlp"),
+        ("06_cnn.ipynb", "ch06_chosen_recipe", "cnn"),
+        ("07_simplecnn.ipynb", "ch07_recipe", "simplecnn"),
     ],
 )
 def test_the_chapters_stored_choice_is_the_librarys_recipe(chapter: str, name: str, recipe: str) -> None:
@@ -94,7 +94,7 @@ def _mean_and_se(values: list[float]) -> tuple[float, float]:
 
 
 def test_committed_speed_results_measure_the_current_recipes_over_five_seeds() -> None:
-    """Chapter 08 glues these numbers: they must come from a full run of today's rungs, with >= 5 seeds each."""
+    """Chapter 9 glues these numbers: they must come from a full run of today's rungs, with >= 5 seeds each."""
     result = load_result(RESULTS / "speed_cpu.json", schema=ladder.SCHEMA)
     assert not result["quick"]
     rungs = {rung.name: rung for rung in ladder.RUNGS}
@@ -115,7 +115,7 @@ def test_the_speed_run_mean_reaches_99_4_percent() -> None:
 
 
 def test_committed_leaderboard_has_three_seeds_of_every_current_recipe() -> None:
-    """Chapter 10's board: every recipe on it, >= 3 seeds, each run made with today's recipe definition."""
+    """Chapter 11's board: every recipe on it, >= 3 seeds, each run made with today's recipe definition."""
     board = load_result(RESULTS / "leaderboard_cpu.json", schema=leaderboard.SCHEMA)
     assert not board["quick"]
     for name in leaderboard.BOARD:
@@ -129,7 +129,7 @@ def test_committed_leaderboard_has_three_seeds_of_every_current_recipe() -> None
 
 
 def test_the_books_own_network_averages_past_99_6_percent_and_its_ensemble_gains() -> None:
-    """Chapter 10's claims: BNCNN's mean over seeds passes 99.6% (within two standard errors of the mean),
+    """Chapter 11's claims: BNCNN's mean over seeds passes 99.6% (within two standard errors of the mean),
     and averaging its members' probabilities beats the mean member."""
     board = load_result(RESULTS / "leaderboard_cpu.json", schema=leaderboard.SCHEMA)
     accuracy = [run["test_accuracy"] for run in board["runs"] if run["recipe"] == leaderboard.ENSEMBLE_RECIPE]

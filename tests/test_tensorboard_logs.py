@@ -11,7 +11,7 @@ from mnist_helpers.tensorboard_logs import BOOK_TAGS, read_scalars
 
 
 def _write_epochs(run_dir: Path, epochs: int) -> None:
-    """Log like chapter 04: every book tag once per epoch, the epoch as the step."""
+    """Log like chapter 5: every book tag once per epoch, the epoch as the step."""
     writer = SummaryWriter(log_dir=str(run_dir))
     for epoch in range(1, epochs + 1):
         for offset, tag in enumerate(BOOK_TAGS):

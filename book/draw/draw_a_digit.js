@@ -1,6 +1,6 @@
 /*
- * The book's draw-a-digit page: the reader draws on a canvas, and chapter 6's SimpleCNN, exported to ONNX
- * in chapter 11, reads the digit in the browser with onnxruntime-web. No server: the model, the runtime
+ * The book's draw-a-digit page: the reader draws on a canvas, and chapter 7's SimpleCNN, exported to ONNX
+ * in chapter 12, reads the digit in the browser with onnxruntime-web. No server: the model, the runtime
  * and its WebAssembly are files of the site (_static/).
  *
  * The drawing goes through the last three steps of the library's MNIST-style preprocessing

@@ -1,7 +1,7 @@
-"""Chapter 08's speed ladder: fixed recipes, each change measured on its own, means over seeds.
+"""Chapter 9's speed ladder: fixed recipes, each change measured on its own, means over seeds.
 
 This is the book's measuring machinery, not something a chapter teaches: ``benchmarks/speed.py`` runs it and
-writes ``benchmarks/results/speed_<device>.json``; chapter 08 reads that file (and runs the quick ladder
+writes ``benchmarks/results/speed_<device>.json``; chapter 9 reads that file (and runs the quick ladder
 itself only in the smoke profile). Each rung is one row of :data:`RUNGS`, and adds one change to the rung
 above it:
 
@@ -66,7 +66,7 @@ class Rung:
     name: str
     label: str
     loop: Literal["tutorial_e", "fit"]
-    recipe: Recipe  # for the tutorial-E loop: the book's record of that recipe (chapter 06's, sans early stop)
+    recipe: Recipe  # for the tutorial-E loop: the book's record of that recipe (chapter 7's, sans early stop)
     data: Literal["dataloader", "tensors"] = "tensors"
     bf16: bool = False
     compile: bool = False

@@ -1,7 +1,7 @@
-"""Chapter 10's leaderboard: every chapter's final recipe trained over seeds, and an ensemble of the best.
+"""Chapter 11's leaderboard: every chapter's final recipe trained over seeds, and an ensemble of the best.
 
 ``benchmarks/leaderboard.py`` runs :func:`run_leaderboard` and writes ``benchmarks/results/leaderboard_<device>.json``;
-chapter 10 reads that file (and, in the smoke profile, runs a quick board itself). Each recipe comes from
+chapter 11 reads that file (and, in the smoke profile, runs a quick board itself). Each recipe comes from
 :data:`mnist_helpers.recipes.RECIPES` unchanged except its seed (the recipe's own seed, then the next ones) and
 is trained exactly as the chapters and ``mnist-helpers train`` train it: best epoch chosen on validation, the
 test set touched once, at the end. Every run's model is saved, and its test-set probabilities next to it, so
@@ -30,7 +30,7 @@ from mnist_helpers.export import median_seconds
 from mnist_helpers.models import count_parameters
 from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe
 
-BOARD = ("mlp", "bnmlp", "cnn", "simplecnn", "speedrun", "bncnn")  # chapters 03, 04, 05, 06, 08, 10
+BOARD = ("mlp", "bnmlp", "cnn", "simplecnn", "speedrun", "bncnn")  # chapters 4, 5, 6, 7, 9, 11
 ENSEMBLE_RECIPE = "bncnn"
 SCHEMA = "leaderboard-1"
 QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES, QUICK_EPOCHS = 600, 500, 1

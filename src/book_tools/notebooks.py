@@ -12,7 +12,7 @@ module the chapter imports, directly or through other library modules (found sta
 ``import`` statements); ``check`` recomputes them and names every module that changed. Editing a module
 no chapter imports (the command line, say) leaves every chapter fresh. Hashes are taken over syntax trees
 without docstrings, so rewording a comment or a docstring does not force a re-execution; changing code does.
-A chapter that reads committed benchmark results (chapters 08 and 10 read ``benchmarks/results/*.json``) is
+A chapter that reads committed benchmark results (chapters 9 and 11 read ``benchmarks/results/*.json``) is
 stamped with a hash of each such file too, found from the paths its code names, so new results make it stale.
 """
 

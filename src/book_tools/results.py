@@ -1,6 +1,6 @@
 """Benchmark results as JSON files: what machine they came from, written atomically, read back checked.
 
-``benchmarks/speed.py`` (chapter 08) and ``benchmarks/leaderboard.py`` (chapter 10) write their results with
+``benchmarks/speed.py`` (chapter 9) and ``benchmarks/leaderboard.py`` (chapter 11) write their results with
 :func:`save_result`; the chapters read them with :func:`load_result`. Every file records the machine, because
 a training time means nothing without the CPU or GPU it was measured on.
 """

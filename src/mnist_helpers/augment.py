@@ -1,6 +1,6 @@
 """Data augmentation on whole batches: every training image gets its own small random affine transform.
 
-Chapter 05 writes these lines out and shows that they are the same as this module; later chapters and the
+Chapter 6 writes these lines out and shows that they are the same as this module; later chapters and the
 recipes (:mod:`mnist_helpers.recipes`) import them. torchvision's ``RandomAffine`` applied to a batch tensor
 draws *one* transform for the whole batch; here each image draws its own, on the batch's device.
 """

@@ -179,8 +179,8 @@ def load_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the saved model on ``map_location``; return ``(model in eval mode, metadata)``.
 
-    ``expected`` (a class or a name such as ``"simplecnn"``) guards against loading, say, chapter 05's CNN
-    where chapter 06's SimpleCNN was meant.
+    ``expected`` (a class or a name such as ``"simplecnn"``) guards against loading, say, chapter 6's CNN
+    where chapter 7's SimpleCNN was meant.
     """
     path = Path(path)
     payload = _read(path)

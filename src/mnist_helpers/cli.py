@@ -3,7 +3,7 @@
 Three commands cover what a reader does outside the notebooks: ``train`` a model with a chapter's recipe,
 ``predict`` digits in their own photos, and ``evaluate`` a checkpoint on the test set. Each chapter's
 recipe is read from :data:`mnist_helpers.recipes.RECIPES`, the table the chapters train with, so
-``train --model cnn`` means exactly what chapter 05 did.
+``train --model cnn`` means exactly what chapter 6 did.
 
 Exit codes: 0 success; 1 an error (one line on stderr, no traceback), or some images could not be read;
 2 bad command-line arguments (argparse's usual message).
@@ -113,7 +113,7 @@ def command_train(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("checkpoints") / current_profile() / f"{args.model}.pt")
     check_destination(out)
     device = pick_device(args.device)
-    if launched_by_torchrun():  # one of several workers: chapter 12's data-parallel training
+    if launched_by_torchrun():  # one of several workers: chapter 13's data-parallel training
         return train_distributed(args.model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out,
                                  train_images=args.train_images or b.train_images,
                                  test_images=args.test_images or b.test_images, device=device)
@@ -155,7 +155,7 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def _preprocessed_name(index: int, source: str) -> str:
-    """``03_photo.png``: numbered so two ``digit.png`` from different folders do not overwrite each other."""
+    """``04_photo.png``: numbered so two ``digit.png`` from different folders do not overwrite each other."""
     return f"{index:02d}_{Path(source).stem}.png"
 
 

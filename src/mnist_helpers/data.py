@@ -3,7 +3,7 @@
 The reference tutorials feed MNIST through ``DataLoader`` + ``ToTensor`` + ``Normalize``, which turns every
 image into a PIL image and back on every epoch. MNIST is 47 MB, so the book instead reads the raw files
 into one uint8 tensor, normalizes it once, keeps it on the training device and slices batches out of it
-(:class:`TensorBatches`). Chapter 01 times both routes.
+(:class:`TensorBatches`). Chapter 1 times both routes.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ bfloat16 instructions. Keeping these small questions in one module means each ha
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 from functools import cache
@@ -82,3 +83,26 @@ def native_bf16(device: str | torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and cpu_has_bf16_instructions()
+
+
+def cpu_class() -> str:
+    """The instruction-set class that decides CPU training speed: "amx-bf16", "avx512", "avx2" or other.
+
+    Two CPUs of one class train at similar speeds per core; across classes the same recipe differs several
+    times over (bf16 is fast only with AMX or AVX512-BF16). A limit set for this process with
+    ``ATEN_CPU_CAPABILITY=avx2`` and ``ONEDNN_MAX_CPU_ISA=AVX2`` models an AVX2-only CPU and is reported as
+    "avx2 (ISA-limited)": the instruction set, not the clock or the caches of such a machine.
+    """
+    flags = set(_cpuinfo().split())
+    if {"amx_tile", "amx_bf16"} <= flags:
+        native = "amx-bf16"
+    elif "avx512f" in flags:
+        native = "avx512"
+    elif "avx2" in flags:
+        native = "avx2"
+    else:
+        return platform.machine() or "unknown"
+    limited = os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2" and os.environ.get(
+        "ONEDNN_MAX_CPU_ISA", ""
+    ).upper() == "AVX2"
+    return "avx2 (ISA-limited)" if limited and native != "avx2" else native

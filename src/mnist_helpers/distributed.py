@@ -1,4 +1,4 @@
-"""The book's one training loop on several processes: ``torchrun`` + ``DistributedDataParallel`` (chapter 12).
+"""The book's one training loop on several processes: ``torchrun`` + ``DistributedDataParallel`` (chapter 13).
 
 Nothing here trains on its own. ``torchrun`` starts one process per worker and tells each, through
 environment variables, its *rank* (0 .. world size - 1) and where to meet the others. Each process then
@@ -223,7 +223,7 @@ def train_distributed(
         splits = load_mnist_splits(train_images=train_images, test_images=test_images, seed=seed,
                                    mean=recipe.mean, std=recipe.std, device=world.device)
         model = replace(recipe, seed=seed).build_model()
-        if recipe.bf16 and native_bf16(world.device):  # chapter 8's layout, before DDP lays out its gradient
+        if recipe.bf16 and native_bf16(world.device):  # chapter 9's layout, before DDP lays out its gradient
             model.to(memory_format=torch.channels_last)  # buckets (a no-op for layers without 4-d weights)
         ddp_model = wrap_model(model, world)
         seed_everything(seed + world.rank)  # dropout masks differ per rank; the data order is the sampler's

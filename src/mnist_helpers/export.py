@@ -2,7 +2,7 @@
 
 A checkpoint needs PyTorch and this library to be used. An ONNX file is a self-contained graph of standard
 operators that many runtimes execute: onnxruntime in Python or C++, and onnxruntime-web in a browser (the
-book's draw-a-digit page). Chapter 11 writes the export out once with ``torch.onnx.export``; this module
+book's draw-a-digit page). Chapter 12 writes the export out once with ``torch.onnx.export``; this module
 keeps that recipe, plus the checks that make an export trustworthy: the same predictions as the PyTorch
 model on the whole test set, and how far apart the two sets of logits are.
 

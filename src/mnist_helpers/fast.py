@@ -10,7 +10,7 @@ Nothing here has a loop of its own. Each speed-up wraps something the loop alrea
 
 :func:`accelerate` applies the first two; :func:`mnist_helpers.recipes.fit_recipe` uses all three for the
 book's fast recipe (``RECIPES["fast"]``), so every speed-up is measured against exactly the same
-bookkeeping as chapter 3's loop.
+bookkeeping as chapter 4's loop.
 """
 
 from __future__ import annotations

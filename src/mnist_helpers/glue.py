@@ -24,7 +24,7 @@ GLUE_PREFIX = "application/papermill.record/"
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:
-    """Glue ``value`` under ``name`` (e.g. ``"ch06_test_acc"``) into the running notebook.
+    """Glue ``value`` under ``name`` (e.g. ``"ch07_test_acc"``) into the running notebook.
 
     With ``display=False`` (the default) nothing is shown to the reader; the value only waits to
     be pasted by ``{glue:text}``, ``{glue:}`` or ``{glue:figure}``. With ``display=True`` the same
@@ -69,3 +69,14 @@ def _mime_bundle(value: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
     bundle, metadata = format_display_data(value)
     return dict(bundle), dict(metadata)
+
+
+def glue_all(prefix: str, **values: Any) -> None:
+    """Glue every keyword as ``f"{prefix}_{name}"``: one short, hidden cell per section publishes its numbers.
+
+    The chapters teach with their code cells; publishing numbers to the prose is bookkeeping, so each
+    section gathers it into one cell (tagged ``remove-cell``, so the web page does not show it) instead of
+    scattering ``glue`` calls through the code a reader studies.
+    """
+    for name, value in values.items():
+        glue(f"{prefix}_{name}", value)

@@ -4,7 +4,7 @@ A network that scores 99% on MNIST still gets a phone photo wrong, because MNIST
 they are white ink on a black background, strokes two to three pixels wide, the ink scaled into a 20x20
 box and that box placed in a 28x28 frame so that the ink's centre of mass sits at the centre. A photo is
 dark ink on grey paper, of any size, lit unevenly, with the digit wherever the reader held the phone.
-:func:`preprocess_steps` redoes MNIST's recipe on such a photo one small step at a time (chapter 07 shows
+:func:`preprocess_steps` redoes MNIST's recipe on such a photo one small step at a time (chapter 8 shows
 each step as a picture) with SciPy's standard image tools (``scipy.ndimage``), and :func:`preprocess` is
 the same pipeline returning just the network's input.
 """
@@ -351,7 +351,7 @@ def centre_in_frame(ink: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
 def normalize_frame(frame: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
     """0..255 frame -> (1, 28, 28) float tensor standardized exactly like the model's training data.
 
-    Use the ``mean``/``std`` the model was trained with (chapter 04's network used 0.5/0.5): a mismatch
+    Use the ``mean``/``std`` the model was trained with (chapter 5's network used 0.5/0.5): a mismatch
     shifts every input and quietly costs accuracy.
     """
     return normalize(torch.from_numpy(frame.astype(np.float32)), mean, std).unsqueeze(0)

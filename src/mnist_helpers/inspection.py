@@ -2,7 +2,7 @@
 
 A forward hook (``module.register_forward_hook``) reads any layer's output without touching the model's
 code; autograd gives the gradient of a class score with respect to the input image (a saliency map) or to
-a convolution's feature maps (Grad-CAM). Chapter 09 writes each of these out once in plain PyTorch; this
+a convolution's feature maps (Grad-CAM). Chapter 10 writes each of these out once in plain PyTorch; this
 module keeps the tested versions that the chapter, and any later one, reuses.
 """
 

@@ -1,4 +1,4 @@
-"""Figures for looking inside a network (chapter 09): filters, feature maps, heatmaps, embeddings,
+"""Figures for looking inside a network (chapter 10): filters, feature maps, heatmaps, embeddings,
 reliability diagrams and accuracy under attack.
 
 Like :mod:`mnist_helpers.plots`, every helper returns one titled figure detached from pyplot, so a cell

@@ -1,5 +1,5 @@
 """The networks of the book, plus a registry to rebuild them by name: one per reference tutorial (MLP,
-BatchNormMLP, CNN, SimpleCNN) and the book's own BNCNN (chapters 08 and 10).
+BatchNormMLP, CNN, SimpleCNN) and the book's own BNCNN (chapters 9 and 11).
 
 Every model stores its constructor arguments in ``self.config`` so that a checkpoint can record
 ``(class name, config)`` and rebuild the exact architecture later without pickling any code.
@@ -119,10 +119,10 @@ class BNCNN(nn.Module):
     then a global max-pool and one linear layer.
 
     Stage ``i`` has ``depths[i]`` conv layers of ``widths[i]`` channels, at 28, 14, 7, ... pixels.
-    BatchNorm lets it train at a high learning rate from the first step (chapter 04), and the global max-pool
+    BatchNorm lets it train at a high learning rate from the first step (chapter 5), and the global max-pool
     ("is this feature anywhere?") replaces SimpleCNN's 401,536-weight ``fc1``, so almost all the work is
-    convolutions, what a CPU's matrix units do fastest. Chapter 08's speed run uses a small one
-    (:data:`~mnist_helpers.recipes.RECIPES` ``"speedrun"``), chapter 10's leaderboard a wider one (``"bncnn"``).
+    convolutions, what a CPU's matrix units do fastest. Chapter 9's speed run uses a small one
+    (:data:`~mnist_helpers.recipes.RECIPES` ``"speedrun"``), chapter 11's leaderboard a wider one (``"bncnn"``).
     """
 
     def __init__(

@@ -54,7 +54,7 @@ def _images(images: Any) -> tuple[np.ndarray, bool]:
 def _display_range(shown: np.ndarray, from_uint8: bool) -> tuple[float, float]:
     """One grey scale for every panel of a figure, so a faint digit looks faint next to a bold one.
 
-    Letting ``imshow`` stretch each image's own range (chapter 02 warns against it) makes every digit look
+    Letting ``imshow`` stretch each image's own range (chapter 2 warns against it) makes every digit look
     equally bold. uint8 pixels mean 0..255; float pixels (scaled or normalized) have no fixed range, so the
     range over all the images shown is used, and their background (the minimum) stays black in every panel.
     """

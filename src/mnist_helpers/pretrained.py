@@ -1,10 +1,10 @@
-"""The trained SimpleCNN that the chapters after chapter 06 study (07, 09, 11), with its provenance.
+"""The trained SimpleCNN that the chapters after chapter 7 study (8, 10, 12), with its provenance.
 
-Chapter 06 trains the book's SimpleCNN and saves it under ``checkpoints/<profile>/simplecnn.pt``. A later
+Chapter 7 trains the book's SimpleCNN and saves it under ``checkpoints/<profile>/simplecnn.pt``. A later
 chapter that only *uses* that network should not spend another quarter of an hour training it, nor should
-it silently pick up a file made by some other recipe. So :func:`chapter06_simplecnn` loads the checkpoint
+it silently pick up a file made by some other recipe. So :func:`chapter07_simplecnn` loads the checkpoint
 only when the recipe recorded in it is the library's chapter-06 recipe, and otherwise trains one with that
-recipe (and saves it where chapter 06 would have). Either way it returns a :class:`Provenance` that the
+recipe (and saves it where chapter 7 would have). Either way it returns a :class:`Provenance` that the
 chapter prints: which recipe and seed made the weights, when, and whether the library that trained them is
 the one installed now.
 """
@@ -27,7 +27,7 @@ from mnist_helpers.recipes import RECIPES, fit_recipe
 class Provenance:
     """Where a model's weights came from, in words a reader can check."""
 
-    source: str  # "chapter 06's checkpoint" or "trained in this notebook"
+    source: str  # "chapter 7's checkpoint" or "trained in this notebook"
     recipe: str  # Recipe.describe() of the recipe that trained it (it names the seed)
     library: str  # library_fingerprint() at training time ("unknown" for an old checkpoint)
     same_library: bool  # whether that is the library installed now
@@ -38,14 +38,14 @@ class Provenance:
 
 
 def default_checkpoint_path() -> Path:
-    """Where chapter 06 saves its SimpleCNN, relative to the chapter's working directory."""
+    """Where chapter 7 saves its SimpleCNN, relative to the chapter's working directory."""
     return Path("checkpoints") / current_profile() / "simplecnn.pt"
 
 
-def chapter06_simplecnn(
+def chapter07_simplecnn(
     splits: MNISTSplits, device: str | torch.device, path: str | Path | None = None
 ) -> tuple[nn.Module, Provenance]:
-    """Chapter 06's SimpleCNN in eval mode on ``device``: loaded if its checkpoint was made by the library's
+    """Chapter 7's SimpleCNN in eval mode on ``device``: loaded if its checkpoint was made by the library's
     chapter-06 recipe, otherwise trained now on ``splits`` with that recipe and saved to ``path``."""
     recipe = RECIPES["simplecnn"]
     path = Path(path) if path is not None else default_checkpoint_path()
@@ -56,7 +56,7 @@ def chapter06_simplecnn(
             metadata = {}
         if metadata.get("recipe") == recipe.describe():
             library = str(metadata.get("library", "unknown"))
-            return model, Provenance("chapter 06's checkpoint", recipe.describe(), library,
+            return model, Provenance("chapter 7's checkpoint", recipe.describe(), library,
                                      library == library_fingerprint())
     model = recipe.build_model()
     fit_recipe(recipe, model, splits, device=device, checkpoint_path=path)

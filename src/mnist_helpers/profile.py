@@ -61,19 +61,19 @@ def _full(epochs: int) -> Budget:
 BUDGETS: dict[str, dict[str, Budget]] = {
     "01_data": {"full": _full(1), "smoke": _SMOKE},
     "02_visualize": {"full": _full(0), "smoke": _SMOKE},
-    "03_mlp_tutorial_a": {"full": _full(15), "smoke": _SMOKE},
-    "03_mlp_tutorial_b": {"full": _full(7), "smoke": _SMOKE},
-    "03_batch_size": {"full": _full(10), "smoke": _SMOKE},
-    "04_batchnorm": {"full": _full(20), "smoke": _SMOKE},
-    "05_cnn": {"full": _full(20), "smoke": _SMOKE},
-    "06_simplecnn": {"full": _full(15), "smoke": _SMOKE},
-    "07_own_digits": {"full": _full(4), "smoke": _SMOKE},
-    "08_fast": {"full": _full(8), "smoke": _SMOKE},
-    "08_speedrun": {"full": _full(5), "smoke": _SMOKE},
-    "09_inside": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: studies chapter 06's SimpleCNN
-    "10_bncnn": {"full": _full(10), "smoke": _SMOKE},
-    "11_export": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: exports chapter 06's SimpleCNN
-    "12_scaling_out": {"full": _full(2), "smoke": _SMOKE},  # 1 vs 2 processes, 3 seeds each
+    "04_mlp_tutorial_a": {"full": _full(15), "smoke": _SMOKE},
+    "04_mlp_tutorial_b": {"full": _full(7), "smoke": _SMOKE},
+    "04_batch_size": {"full": _full(10), "smoke": _SMOKE},
+    "05_batchnorm": {"full": _full(20), "smoke": _SMOKE},
+    "06_cnn": {"full": _full(20), "smoke": _SMOKE},
+    "07_simplecnn": {"full": _full(15), "smoke": _SMOKE},
+    "08_own_digits": {"full": _full(4), "smoke": _SMOKE},
+    "09_fast": {"full": _full(8), "smoke": _SMOKE},
+    "09_speedrun": {"full": _full(5), "smoke": _SMOKE},
+    "10_inside": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: studies chapter 7's SimpleCNN
+    "11_bncnn": {"full": _full(10), "smoke": _SMOKE},
+    "12_export": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: exports chapter 7's SimpleCNN
+    "13_scaling_out": {"full": _full(2), "smoke": _SMOKE},  # 1 vs 2 processes, 3 seeds each
 }
 
 

@@ -3,7 +3,7 @@
 A recipe is everything besides the data that decides what a training run produces: the model, the
 optimizer, the learning-rate schedule, the batch size, the number of epochs (from the profile budget),
 early stopping, augmentation, the loss, the input normalization and the seed. Chapters train with these
-recipes (chapters 03 and 05 choose theirs on validation among variants made with ``dataclasses.replace``),
+recipes (chapters 4 and 6 choose theirs on validation among variants made with ``dataclasses.replace``),
 and the command line (``mnist-helpers train --model NAME``) and the benchmarks read the same objects, so
 "what chapter N did" cannot drift apart between them. ``tests/test_recipes.py`` checks the stored,
 glued choice of each chapter against :data:`RECIPES`.
@@ -170,23 +170,23 @@ def fit_recipe(
 
 
 RECIPES: dict[str, Recipe] = {
-    "mlp": Recipe(chapter="03", model="mlp", model_config={"hidden": (256, 512, 344)}, run="03_mlp_tutorial_a",
+    "mlp": Recipe(chapter="04", model="mlp", model_config={"hidden": (256, 512, 344)}, run="04_mlp_tutorial_a",
                   batch_size=128, lr=1e-3, schedule="cosine"),
-    "bnmlp": Recipe(chapter="04", model="bnmlp", model_config={"hidden": (300, 100)}, run="04_batchnorm",
+    "bnmlp": Recipe(chapter="05", model="bnmlp", model_config={"hidden": (300, 100)}, run="05_batchnorm",
                     batch_size=64, lr=0.01, optimizer="sgd", momentum=0.9, schedule="step", step_size=5,
                     gamma=0.9, mean=0.5, std=0.5),
-    "cnn": Recipe(chapter="05", model="cnn", run="05_cnn", batch_size=512, lr=1e-3, schedule="cosine",
+    "cnn": Recipe(chapter="06", model="cnn", run="06_cnn", batch_size=512, lr=1e-3, schedule="cosine",
                   loss="nll", augment=True),
-    "simplecnn": Recipe(chapter="06", model="simplecnn", run="06_simplecnn", batch_size=128, lr=1e-3,
+    "simplecnn": Recipe(chapter="07", model="simplecnn", run="07_simplecnn", batch_size=128, lr=1e-3,
                         schedule="step", step_size=5, gamma=0.5, patience=5, seed=42),
-    "fast": Recipe(chapter="08", model="simplecnn", run="08_fast", batch_size=512, lr=3e-3, optimizer="adamw",
+    "fast": Recipe(chapter="09", model="simplecnn", run="09_fast", batch_size=512, lr=3e-3, optimizer="adamw",
                    weight_decay=1e-4, schedule="onecycle", bf16=True, seed=42),
-    # The fastest recipe found that still reaches 99.4% test accuracy on average (chapter 08's speed run).
-    "speedrun": Recipe(chapter="08", model="bncnn", model_config={"widths": (16, 32, 64), "depths": (2, 2, 1)},
-                       run="08_speedrun", batch_size=256, lr=4e-3, optimizer="adamw", weight_decay=5e-4,
+    # The fastest recipe found that still reaches 99.4% test accuracy on average (chapter 9's speed run).
+    "speedrun": Recipe(chapter="09", model="bncnn", model_config={"widths": (16, 32, 64), "depths": (2, 2, 1)},
+                       run="09_speedrun", batch_size=256, lr=4e-3, optimizer="adamw", weight_decay=5e-4,
                        schedule="onecycle", label_smoothing=0.1, bf16=True),
-    # Chapter 10's own design, past 99.6%: a wider BNCNN, augmentation on every batch, chosen on validation.
-    "bncnn": Recipe(chapter="10", model="bncnn", model_config={"widths": (32, 64, 128), "depths": (2, 2, 1)},
-                    run="10_bncnn", batch_size=128, lr=4e-3, optimizer="adamw", weight_decay=5e-4,
+    # Chapter 11's own design, past 99.6%: a wider BNCNN, augmentation on every batch, chosen on validation.
+    "bncnn": Recipe(chapter="11", model="bncnn", model_config={"widths": (32, 64, 128), "depths": (2, 2, 1)},
+                    run="11_bncnn", batch_size=128, lr=4e-3, optimizer="adamw", weight_decay=5e-4,
                     schedule="onecycle", label_smoothing=0.1, augment=True, bf16=True),
 }

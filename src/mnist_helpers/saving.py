@@ -3,7 +3,7 @@
 Training from the command line ends by writing a checkpoint, usually over the one the last run wrote. Three
 things can go wrong there, each only after minutes or hours of training: the destination cannot be written,
 the new model learned nothing (a learning rate far too high), or a good model is silently overwritten. Both
-ways of training from the command line, one process and ``torchrun`` (chapter 12), go through these checks.
+ways of training from the command line, one process and ``torchrun`` (chapter 13), go through these checks.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Read TensorBoard event files back into Python, so the book can show what TensorBoard would show.
 
-Chapter 04 logs each run with ``torch.utils.tensorboard.SummaryWriter`` into its own folder under
+Chapter 5 logs each run with ``torch.utils.tensorboard.SummaryWriter`` into its own folder under
 ``runs/`` (one scalar per tag and epoch, the epoch being the step). Those folders are build products that a
 reader of the rendered book never sees, and a web page cannot embed a live TensorBoard; reading the event
 files back lets :func:`mnist_helpers.plots.tensorboard_scalars` draw the same curves on the page.
@@ -17,14 +17,14 @@ BOOK_TAGS: tuple[str, ...] = (
     "accuracy/validation",
     "learning_rate",
 )
-"""The tags chapter 04 writes for every epoch, in the order the book shows them."""
+"""The tags chapter 5 writes for every epoch, in the order the book shows them."""
 
 
 def read_scalars(run_dir: str | Path) -> dict[str, tuple[list[int], list[float]]]:
     """Every scalar logged in one run folder: ``{tag: (steps, values)}``, steps in the order logged.
 
     ``run_dir`` is the folder given to ``SummaryWriter(log_dir=...)``. Its sub-folders are not read:
-    TensorBoard treats each as a separate run, so a parent folder such as ``runs/04_batchnorm/full`` is an
+    TensorBoard treats each as a separate run, so a parent folder such as ``runs/05_batchnorm/full`` is an
     error that lists the run folders below it instead of a silent mix of runs.
     """
     folder = Path(run_dir)

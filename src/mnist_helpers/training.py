@@ -1,10 +1,10 @@
 """The book's training loop, written once.
 
-Chapter 3 writes the loop inline so a reader sees every line; later chapters call :func:`fit`, which is
+Chapter 4 writes the loop inline so a reader sees every line; later chapters call :func:`fit`, which is
 the same loop plus the bookkeeping a careful experiment needs: validation every epoch, the best epoch
 chosen on *validation* (never on the test set), its weights restored at the end, early stopping and a
-clear error when the loss explodes. Speed-ups (chapter 8) do not live here: :mod:`mnist_helpers.fast`
-wraps the model and the batches, so this loop stays the one a reader compares with chapter 3's.
+clear error when the loss explodes. Speed-ups (chapter 9) do not live here: :mod:`mnist_helpers.fast`
+wraps the model and the batches, so this loop stays the one a reader compares with chapter 4's.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Tutorial E's training pipeline exactly as the reference tutorial wrote it, kept as the yardstick.
 
-Chapter 08 times this code against the book's own path (tensors on the device, :func:`mnist_helpers.
+Chapter 9 times this code against the book's own path (tensors on the device, :func:`mnist_helpers.
 training.fit`, the fast recipe). It stays verbatim, including what the book would do differently, because
 the point is to measure the tutorial's code, not an idealised version of it: torchvision's dataset with
 ``ToTensor`` + ``Normalize`` on every image of every epoch, ``DataLoader(batch 128, shuffle, 2 workers)``,
