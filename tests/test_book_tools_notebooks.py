@@ -213,12 +213,42 @@ def test_docstrings_comments_and_formatting_change_nothing(fake_src: Path, tmp_p
     assert stale_reasons(nb, fake_src) == []
 
 
-def test_the_books_chapters_do_not_depend_on_the_command_line() -> None:
+def test_the_books_chapters_depend_on_the_command_line_exactly_when_they_run_it() -> None:
     book = Path(__file__).resolve().parents[1] / "book"
-    for chapter in sorted(book.glob("*.ipynb")):
-        modules = library_hashes(nbformat.read(chapter, as_version=4))
-        assert "mnist_helpers/glue.py" in modules, chapter.name  # every chapter glues its numbers
-        assert "mnist_helpers/cli.py" not in modules, chapter.name
+    for chapter in sorted(book.glob("[01][0-9]_*.ipynb")):
+        nb = nbformat.read(chapter, as_version=4)
+        modules = library_hashes(nb)
+        runs_cli = any(
+            "mnist-helpers " in cell.source or '"mnist_helpers", "' in cell.source
+            for cell in nb.cells if cell.cell_type == "code"
+        )
+        assert ("mnist_helpers/cli.py" in modules) == runs_cli, chapter.name
+        if not chapter.name.startswith("00_"):  # the quickstart runs without the library
+            assert "mnist_helpers/glue.py" in modules, chapter.name  # every chapter glues its numbers
+
+
+@pytest.mark.parametrize(
+    "launch",
+    [
+        'subprocess.run([sys.executable, "-m", "lib", "train"])',
+        "!lib train --epochs 1",
+        "!torchrun --nproc_per_node 2 -m lib train",
+        'cmd = "python -m lib export --out model.onnx"',
+    ],
+)
+def test_a_chapter_that_runs_the_command_line_goes_stale_when_the_cli_changes(
+    fake_src: Path, tmp_path: Path, launch: str
+) -> None:
+    (fake_src / "lib" / "__main__.py").write_text("from lib.cli import VERSION\n")
+    runs_cli = _stamped_chapter(tmp_path, fake_src, "import subprocess, sys", launch)
+    imports_models = _stamped_chapter(tmp_path, fake_src, "from lib.models import Model")
+    _edit(fake_src, "cli.py", "VERSION = 1", "VERSION = 1\n\n\ndef appended():\n    return 1")
+    assert stale_reasons(runs_cli, fake_src) == [f"{LIBRARY_CHANGED}: lib/cli.py"]
+    assert stale_reasons(imports_models, fake_src) == []
+    _edit(fake_src, "models.py", "class Model", "def appended():\n    return 1\n\n\nclass Model")
+    assert stale_reasons(imports_models, fake_src) == [f"{LIBRARY_CHANGED}: lib/models.py"]
+    # the command line imports the models too, so the chapter that runs it is stale for both
+    assert stale_reasons(runs_cli, fake_src) == [f"{LIBRARY_CHANGED}: lib/cli.py, lib/models.py"]
 
 
 def test_code_hash_ignores_comments_and_formatting_but_not_code(tmp_path: Path) -> None:
@@ -248,3 +278,14 @@ def test_new_benchmark_results_make_the_chapter_that_reads_them_stale(tmp_path: 
     assert stale_reasons(nb, folder=book, results=results) == []
     (results / "board.json").write_text('{"runs": [2]}')
     assert stale_reasons(nb, folder=book, results=results) == [f"{RESULTS_CHANGED}: board.json"]
+
+
+def test_a_glob_pattern_names_every_results_file_it_matches(tmp_path: Path) -> None:
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    for name in ("quick_avx2.json", "quick_amx.json", "other.json"):
+        (results / name).write_text("{}")
+    book = tmp_path / "book"
+    book.mkdir()
+    nb = nbformat.read(_write_notebook(book / "c.ipynb", 'glob("../benchmarks/results/quick_*.json")'), as_version=4)
+    assert list(result_hashes(nb, book, results)) == ["quick_amx.json", "quick_avx2.json"]

@@ -22,6 +22,7 @@ import argparse
 import ast
 import hashlib
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from mnist_helpers.fingerprint import module_sha256
 from mnist_helpers.glue import GLUE_PREFIX
 from mnist_helpers.profile import PROFILE_ENV, Profile
 from mnist_helpers.progress import QUIET_ENV
@@ -63,16 +65,6 @@ def code_sha256(nb: nbformat.NotebookNode) -> str:
     return digest.hexdigest()
 
 
-def _without_docstrings(tree: ast.Module) -> ast.Module:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                if isinstance(body[0].value.value, str):
-                    node.body = body[1:]
-    return tree
-
-
 def _parse_cell(source: str) -> ast.Module:
     """A code cell's syntax tree, with IPython's ``%magic`` and ``!shell`` lines turned into Python."""
     from IPython.core.inputtransformer2 import TransformerManager
@@ -97,6 +89,22 @@ def _imported_names(tree: ast.Module, package: str | None = None) -> set[str]:
     return names
 
 
+def _runs_command_line(tree: ast.Module, package: str) -> bool:
+    """Whether a cell launches ``package``'s command line: ``-m package`` or its console script, written
+    as one shell string (``!mnist-helpers train``) or as a list of arguments (``[..., "-m", package]``)."""
+    script = package.replace("_", "-")
+    pattern = re.compile(rf"(^|\s)(-m\s+{package}|{script})(\s|$)")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if pattern.search(node.value) or node.value == script:
+                return True
+        if isinstance(node, (ast.List, ast.Tuple)):
+            values = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            if any(a == "-m" and b == package for a, b in zip(values, values[1:])):
+                return True
+    return False
+
+
 def _module_file(name: str, src: Path) -> Path | None:
     """The file under ``src`` that defines module ``name`` (None for anything not in the library)."""
     path = src.joinpath(*name.split("."))
@@ -109,10 +117,16 @@ def _module_file(name: str, src: Path) -> Path | None:
 def library_modules(nb: nbformat.NotebookNode, src: Path = SRC) -> list[Path]:
     """The library files the notebook's code runs, directly or through other library modules.
 
-    Importing ``a.b`` runs ``a/__init__.py`` too, so parent packages are included.
+    Importing ``a.b`` runs ``a/__init__.py`` too, so parent packages are included. A chapter that runs the
+    library's command line in a subprocess (``python -m mnist_helpers``, ``mnist-helpers``, ``torchrun ...
+    -m mnist_helpers``) runs ``__main__.py`` and what it imports (``cli.py``), so those count as well: any
+    package under ``src`` with a ``__main__.py`` has a command line.
     """
     cells = [_parse_cell(cell.source) for cell in nb.cells if cell.cell_type == "code"]
     pending = set().union(*(_imported_names(tree) for tree in cells))
+    for main in src.glob("*/__main__.py"):
+        if any(_runs_command_line(tree, main.parent.name) for tree in cells):
+            pending.add(f"{main.parent.name}.__main__")
     seen: set[str] = set()
     while pending:
         parts = pending.pop().split(".")
@@ -128,29 +142,34 @@ def library_modules(nb: nbformat.NotebookNode, src: Path = SRC) -> list[Path]:
 
 def result_files(nb: nbformat.NotebookNode, folder: Path, results: Path = RESULTS) -> list[Path]:
     """The committed result files the notebook reads: every string in its code that, taken as a path from
-    the notebook's ``folder``, names an existing file under ``results``."""
+    the notebook's ``folder``, names an existing file under ``results`` (a glob pattern names each match)."""
     found = set()
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         for node in ast.walk(_parse_cell(cell.source)):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and "\n" not in node.value:
-                candidate = (folder / node.value).resolve()
-                if candidate.is_file() and results.resolve() in candidate.parents:
-                    found.add(candidate)
+                for candidate in _named_paths(folder, node.value):
+                    if candidate.is_file() and results.resolve() in candidate.parents:
+                        found.add(candidate)
     return sorted(found)
+
+
+def _named_paths(folder: Path, text: str) -> list[Path]:
+    """The paths a string names from ``folder``: itself, or every match when it is a glob pattern
+    (``"../benchmarks/results/quickstart_*.json"`` reads every class's results file)."""
+    if "*" not in text:
+        return [(folder / text).resolve()]
+    try:
+        return [path.resolve() for path in folder.glob(text)]
+    except (ValueError, NotImplementedError):  # not a pattern pathlib accepts: names nothing
+        return []
 
 
 def result_hashes(nb: nbformat.NotebookNode, folder: Path, results: Path = RESULTS) -> dict[str, str]:
     """``{"leaderboard_cpu.json": sha256 of its bytes, ...}`` for every result file the notebook reads."""
     return {path.relative_to(results.resolve()).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
             for path in result_files(nb, folder, results)}
-
-
-def module_sha256(path: Path) -> str:
-    """Hash one module's syntax tree without docstrings: comments, formatting and docstrings don't count."""
-    tree = _without_docstrings(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
 
 
 def library_hashes(nb: nbformat.NotebookNode, src: Path = SRC) -> dict[str, str]:

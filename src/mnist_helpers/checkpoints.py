@@ -8,7 +8,6 @@ instead of being unpickled. Saves are atomic so a crash mid-write never destroys
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 import pickle
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-import mnist_helpers
+from mnist_helpers.fingerprint import library_fingerprint
 from mnist_helpers.models import MODEL_REGISTRY
 
 FORMAT_VERSION = 1
@@ -49,14 +48,6 @@ def _plain(value: Any, where: str) -> Any:
         f"{where} is a {type(value).__name__}; checkpoint metadata must be plain Python "
         "(numbers, strings, lists, dicts): convert it first, e.g. float(x) or x.tolist()"
     )
-
-
-def library_fingerprint() -> str:
-    """A short SHA-256 over the library's source files: which version of the code trained a model."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(mnist_helpers.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, **metadata: Any) -> Path:
