@@ -176,6 +176,71 @@ return text;
 """
 
 
+# Everything that scrolls sideways: code blocks (cell inputs and outputs), tables and output areas
+# whose content is wider than their box, each with its longest line. Hidden elements do not count
+# (Chrome lays out a closed <details>'s content, so its width alone does not say); EXPAND_HIDDEN
+# opens collapsed cells and dropdowns to measure them too.
+SIDEWAYS_SCROLLERS = """
+const selector = "div.highlight pre, .cell_input pre, .cell_output pre, .output, table, "
+  + ".pst-scrollable-table-container";
+const found = [];
+for (const el of document.querySelectorAll(selector)) {
+  if (el.checkVisibility({checkVisibilityCSS: true}) && el.scrollWidth > el.clientWidth + 1) {
+    const lines = (el.innerText || el.textContent || "").split("\\n");
+    const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), "");
+    found.push(`${el.tagName.toLowerCase()} ${el.scrollWidth} px wide in ${el.clientWidth} px: ${longest.trim().slice(0, 100)}`);
+  }
+}
+return found;
+"""
+
+# Whether the page itself is wider than the window: the reader would scroll the whole page sideways.
+PAGE_WIDER_THAN_WINDOW = """
+const width = document.documentElement.scrollWidth;
+return width > window.innerWidth ? `the page is ${width} px wide in a ${window.innerWidth}-px window` : null;
+"""
+
+# The text of every code cell input a reader sees without clicking: hidden (remove-cell, a collapsed
+# hide-cell or hide-input toggle) is anything without a rendered box.
+VISIBLE_CODE_INPUTS = """
+return Array.from(document.querySelectorAll("div.cell_input"))
+  .filter((el) => el.checkVisibility({checkVisibilityCSS: true}) && el.getClientRects().length > 0)
+  .map((el) => el.textContent);
+"""
+
+# Whether the page's code column holds an 88-character line (the book's code line length) without
+# scrolling, in the font the page uses for code, and that font is at least 0.8rem.
+CODE_COLUMN_FITS_88 = """
+const pre = Array.from(document.querySelectorAll("div.cell_input div.highlight pre, div.highlight pre"))
+  .find((el) => el.clientWidth > 0);
+if (!pre) return null;
+const style = getComputedStyle(pre);
+const context = document.createElement("canvas").getContext("2d");
+context.font = style.font;
+const needed = context.measureText("0".repeat(88)).width;
+const room = pre.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+const rem = parseFloat(getComputedStyle(document.documentElement).fontSize);
+const problems = [];
+if (room + 0.5 < needed) problems.push(`88 characters of code need ${Math.ceil(needed)} px; code blocks have ${room} px`);
+if (parseFloat(style.fontSize) < 0.8 * rem - 0.01) problems.push(`code font ${style.fontSize} is under 0.8rem`);
+return problems.length ? problems.join("; ") : null;
+"""
+
+# Opens what a reader can open: collapsed cells (<details>) and dropdown admonitions (togglebutton).
+EXPAND_HIDDEN = """
+document.querySelectorAll("details").forEach((el) => { el.open = true; });
+document.querySelectorAll(".toggle-hidden").forEach((el) => el.classList.remove("toggle-hidden"));
+document.querySelectorAll(".dropdown").forEach((el) => el.classList.remove("toggle-hidden"));
+"""
+
+_PLUMBING = ("glue(", "glue_all(", "pip install", "subprocess")
+
+
+def plumbing_in(code: str) -> list[str]:
+    """The plumbing calls in a visible code cell that a reader should never see."""
+    return [word for word in _PLUMBING if word in code]
+
+
 # ---------------------------------------------------------------------------------------------
 # Fixtures: the site on a local port, and one browser for all pages.
 
@@ -226,12 +291,29 @@ def browser() -> Iterator[WebDriver]:
 
 
 def _full_page_screenshot(driver: WebDriver, path: Path) -> None:
-    """Save the whole page, not just the window, through the DevTools protocol."""
-    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-    shot = driver.execute_cdp_cmd(
-        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
-    )
+    """Save the whole page, laid out as at the reader's window width, through the DevTools protocol.
+
+    `Page.captureScreenshot` with `captureBeyondViewport` and a clip of the content's size lets Chrome
+    grow the viewport to that clip for the capture: wider than the window when anything pokes out on
+    the right, and as tall as the page, so the theme lays the page out again at another size (its
+    breakpoints, the `100vh` sidebars) and the picture shows a layout no reader sees, shifted left.
+    Instead: scroll to the top, lay the page out at the window's own width and the page's full
+    height with a device-metrics override, capture that viewport, and clear the override.
+    """
+    width = driver.execute_script("window.scrollTo(0, 0); return window.innerWidth;")
+    metrics = {"width": width, "deviceScaleFactor": 1, "mobile": False}
+    height = driver.execute_script("return document.documentElement.scrollHeight;")
+    try:
+        for _ in range(3):  # the page's height at the new viewport can differ a little: settle it
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": height})
+            new_height = driver.execute_script("return document.documentElement.scrollHeight;")
+            if new_height == height:
+                break
+            height = new_height
+        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
 
@@ -254,7 +336,24 @@ def test_page_renders_offline_without_errors(page: str, site_url: str, browser: 
     text = browser.execute_script(VISIBLE_TEXT)
     problems += [f"table shown as pipe text: {line[:100]}" for line in pipe_table_lines(text)]
     problems += [f"raw LaTeX left visible: {snippet!r}" for snippet in raw_latex(text)]
+    for code in browser.execute_script(VISIBLE_CODE_INPUTS):
+        if found := plumbing_in(code):
+            first_line = code.strip().splitlines()[0][:80] if code.strip() else ""
+            problems.append(f"visible code cell calls {', '.join(found)} (hide it: remove-cell): {first_line!r}")
+    # At the 1280 x 900 window (CHROMIUM_FLAGS): nothing scrolls sideways, and code lines fit.
+    if wide := browser.execute_script(PAGE_WIDER_THAN_WINDOW):
+        problems.append(wide)
+    if cramped := browser.execute_script(CODE_COLUMN_FITS_88):
+        problems.append(cramped)
+    scrollers = browser.execute_script(SIDEWAYS_SCROLLERS)
+    if scrollers:
+        problems.append(f"{len(scrollers)} element(s) scroll sideways; the first: {scrollers[0]}")
     _full_page_screenshot(browser, SCREENSHOTS / f"{page.removesuffix('.html').replace('/', '-')}.png")
+    browser.execute_script(EXPAND_HIDDEN)  # after the screenshot, which shows the page as it opens
+    hidden_scrollers = [item for item in browser.execute_script(SIDEWAYS_SCROLLERS) if item not in scrollers]
+    if hidden_scrollers:
+        problems.append(f"{len(hidden_scrollers)} collapsed element(s) scroll sideways when opened; "
+                        f"the first: {hidden_scrollers[0]}")
     problems += network_problems(browser.get_log("performance"), url)
     problems += [f"console error: {message}" for message in console_errors(browser.get_log("browser"))]
     assert not problems, f"{page}:\n  " + "\n  ".join(problems)
@@ -336,3 +435,52 @@ def test_in_page_detectors_on_a_canary_page(browser: WebDriver) -> None:
     assert pipe_table_lines(text) == ["| change | batch |", "|---|---|"]
     [snippet] = raw_latex(text)
     assert "\\(L\\)" in snippet
+
+
+# Code that scrolls sideways, plumbing in a visible cell and in hidden ones, and a page wider than
+# the window; myst-nb's markup for a shown cell, a collapsed hide-cell toggle and a removed cell.
+WIDE_CODE_PAGE = """<!DOCTYPE html><html><body style="margin: 0">
+<div class="cell"><div class="cell_input"><div class="highlight"><pre style="width: 300px; overflow-x: auto">
+from mnist_helpers.glue import glue_all
+glue_all("ch04", accuracy=accuracy, a_very_long_name_that_does_not_fit=the_value_it_holds_here)
+</pre></div></div></div>
+<details class="hide above-input"><summary>Show code cell source</summary>
+<div class="cell_input"><div class="highlight"><pre>import subprocess  # collapsed: hidden</pre></div></div></details>
+<div class="cell_input" style="display: none"><pre>glue("hidden", 1)</pre></div>
+<details><summary>a solution</summary><div class="highlight"><pre style="width: 300px; overflow-x: auto">
+print("a collapsed line far wider than the three hundred pixels of this box, scrolling once opened")
+</pre></div></details>
+<div style="width: 3000px">a wide banner</div>
+</body></html>"""
+
+
+def test_layout_detectors_on_a_canary_page(browser: WebDriver) -> None:
+    browser.get("data:text/html;charset=utf-8," + quote(WIDE_CODE_PAGE))
+    [scroller] = browser.execute_script(SIDEWAYS_SCROLLERS)
+    assert scroller.startswith("pre ") and "a_very_long_name_that_does_not_fit" in scroller
+    assert "px wide in a" in browser.execute_script(PAGE_WIDER_THAN_WINDOW)
+    visible = browser.execute_script(VISIBLE_CODE_INPUTS)
+    assert [plumbing_in(code) for code in visible if plumbing_in(code)] == [["glue_all("]]
+    browser.execute_script(EXPAND_HIDDEN)
+    opened = browser.execute_script(SIDEWAYS_SCROLLERS)
+    assert len(opened) == 2 and "collapsed line" in opened[1]
+
+
+def test_code_column_detector_measures_88_characters(browser: WebDriver) -> None:
+    def page(width: int, font: str) -> str:
+        pre = f'<div class="highlight"><pre style="width: {width}px; padding: 0; font: {font}">x</pre></div>'
+        return "data:text/html;charset=utf-8," + quote(f"<!DOCTYPE html><html><body>{pre}</body></html>")
+
+    browser.get(page(2000, "13px monospace"))
+    assert browser.execute_script(CODE_COLUMN_FITS_88) is None
+    browser.get(page(400, "13px monospace"))
+    assert "88 characters of code need" in browser.execute_script(CODE_COLUMN_FITS_88)
+    browser.get(page(2000, "10px monospace"))
+    assert "under 0.8rem" in browser.execute_script(CODE_COLUMN_FITS_88)
+
+
+def test_plumbing_detector() -> None:
+    assert plumbing_in('glue("ch04_acc", acc)') == ["glue("]
+    assert plumbing_in('glue_all("ch04", acc=acc)') == ["glue_all("]
+    assert plumbing_in("!pip install torch\nimport subprocess") == ["pip install", "subprocess"]
+    assert plumbing_in("train(model, loader)  # no plumbing") == []

@@ -22,6 +22,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
+from test_inference import correlation, digit_mask, photo
 
 from mnist_helpers import cli
 from mnist_helpers.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
@@ -36,8 +37,8 @@ from mnist_helpers.inference import (
     preprocess_steps,
 )
 from mnist_helpers.models import MLP, BatchNormMLP
+from mnist_helpers.saving import TrainingRecord
 from mnist_helpers.training import History
-from test_inference import correlation, digit_mask, photo
 
 TINY = ["--train-images", "600", "--test-images", "200", "--epochs", "1"]
 
@@ -344,7 +345,9 @@ def test_7_ctrl_c_saves_the_best_epoch_so_far_as_partial_and_says_so(tmp_path, m
 
 def test_7_interrupted_before_any_epoch_saves_nothing(tmp_path, capsys):
     reporter = cli.EpochReporter(MLP(hidden=(4,)))
-    cli.save_partial(reporter, tmp_path / "mlp.pt")
+    record = TrainingRecord(recipe="mlp", description="d", mean=0.1307, std=0.3081, profile="smoke", seed=0,
+                            best_epoch=None, val_acc=None, val_loss=None)
+    cli.save_partial(reporter, tmp_path / "mlp.pt", record)
     assert "nothing to save" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
 
 

@@ -14,8 +14,16 @@ from mnist_helpers import export
 from mnist_helpers.checkpoints import save_checkpoint
 from mnist_helpers.cli import main
 from mnist_helpers.data import MNIST_MEAN, MNIST_STD
-from mnist_helpers.export import check_parity, export_onnx, median_seconds, onnx_logits, onnx_session
+from mnist_helpers.export import (
+    check_parity,
+    export_onnx,
+    median_seconds,
+    onnx_logits,
+    onnx_session,
+)
 from mnist_helpers.models import CNN, SimpleCNN
+from mnist_helpers.recipes import RECIPES
+from mnist_helpers.saving import TrainingRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,7 +126,9 @@ def test_median_seconds_is_the_median_of_the_timed_calls(monkeypatch: pytest.Mon
 
 @pytest.fixture(scope="module")
 def checkpoint(simplecnn: SimpleCNN, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "simplecnn.pt", simplecnn, recipe="simplecnn")
+    record = TrainingRecord(recipe="simplecnn", description=RECIPES["simplecnn"].describe(), mean=0.1307,
+                            std=0.3081, profile="smoke", seed=42, best_epoch=1, val_acc=0.9, val_loss=0.3)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "simplecnn.pt", simplecnn, **record.metadata())
 
 
 def test_cli_export_writes_a_file_that_agrees(checkpoint: Path, simplecnn: SimpleCNN, tmp_path: Path,

@@ -42,7 +42,7 @@ def test_every_run_has_both_profiles_and_small_smoke_budgets() -> None:
 def test_full_epochs_match_the_plan() -> None:
     epochs = {run: b["full"].epochs for run, b in BUDGETS.items()}
     assert epochs == {
-        "01_data": 1, "02_visualize": 0, "04_mlp_tutorial_a": 15, "04_mlp_tutorial_b": 7, "04_batch_size": 10,
+        "01_data": 1, "02_visualize": 0, "03_learning": 5, "04_mlp_tutorial_a": 15, "04_mlp_tutorial_b": 7, "04_batch_size": 10,
         "05_batchnorm": 20, "06_cnn": 20, "07_simplecnn": 15, "08_own_digits": 4, "09_fast": 8, "09_speedrun": 5,
         "10_inside": 0, "11_bncnn": 10, "12_export": 0, "13_scaling_out": 2,
     }  # fmt: skip

@@ -60,7 +60,7 @@ def test_fit_recipe_is_deterministic_and_saves_the_best_epoch(splits: MNISTSplit
         histories[-1].seconds = []
     assert histories[0] == histories[1]
     _, metadata = load_checkpoint(tmp_path / "run0.pt", expected=MLP)
-    assert metadata["recipe"] == TOY.describe() and metadata["epoch"] == histories[0].best_epoch
+    assert metadata["recipe_description"] == TOY.describe() and metadata["epoch"] == histories[0].best_epoch
     assert metadata["normalization"] == {"mean": TOY.mean, "std": TOY.std}
 
 

@@ -23,17 +23,27 @@ MAX_MEAN_WORDS = 18.0
 LONG_SENTENCE_WORDS = 35
 MAX_LONG_SENTENCES = 5
 
-_FENCE = re.compile(r"^(```|:::)")
+# A fence opens a code block (```python, ```) or a directive (```{admonition}, :::{admonition}). A
+# directive's body is prose unless the directive holds code or maths.
+_FENCE = re.compile(r"^(`{3,}|:{3,})\s*(?:\{([^}]*)\})?(.*)$")
+_CODE_DIRECTIVES = {
+    "code", "code-block", "code-cell", "sourcecode", "literalinclude", "math", "raw", "eval-rst",
+    "glue:math", "mermaid", "jupyter-execute", "ipython",
+}
 _REMOVED_INLINE = [
     re.compile(r"\$\$.*?\$\$", re.DOTALL),  # display maths on one line
-    re.compile(r"\{[a-z:]+\}`[^`]*`"),  # roles: {glue:text}`name`, {doc}`file`
+    re.compile(r"\{[a-z][a-z0-9:_-]*\}`[^`]*`"),  # roles: {glue:text}`name`, {doc}`file`
     re.compile(r"`[^`]*`"),  # inline code
     re.compile(r"\$[^$]+\$"),  # inline maths
     re.compile(r"<[^>]+>"),  # html tags
 ]
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+# A sentence ends at . ! or ? followed by any closing quotes, brackets or emphasis, then a space.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'’”)\]*_]*\s+")
+# Abbreviations whose full stop does not end a sentence.
+_ABBREVIATION = re.compile(r"\b(e\.g|i\.e|vs|cf|Fig|Eq|approx)\.", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s+")
+_BEGIN_ENV = re.compile(r"^\\begin\{([a-z*]+)\}")
 
 
 @dataclass(frozen=True)
@@ -56,11 +66,14 @@ def markdown_of(path: Path) -> list[str]:
 
 
 def prose_units(markdown: str) -> list[str]:
-    """Paragraphs and list items, with code blocks, maths blocks, headings and tables left out."""
+    """Paragraphs and list items, with code blocks, maths blocks, headings and tables left out.
+
+    Directive bodies (admonitions, dropdowns) are prose; the bodies of code and maths directives are not.
+    """
     units: list[str] = []
     current: list[str] = []
-    fence_depth = 0
-    in_maths = False
+    fences: list[tuple[str, bool]] = []  # the open fences, innermost last: (marker, holds code)
+    maths_end: str | None = None  # what closes the maths block we are in: "$$" or "\\end{env}"
 
     def flush() -> None:
         if current:
@@ -69,25 +82,48 @@ def prose_units(markdown: str) -> list[str]:
 
     for line in markdown.splitlines():
         stripped = line.strip()
-        if stripped.startswith("```"):
+        fence = _FENCE.match(stripped)
+        if fence:
+            marker, directive, rest = fence.group(1), fence.group(2), fence.group(3).strip()
+            closes = (
+                fences
+                and directive is None
+                and not rest
+                and marker[0] == fences[-1][0][0]
+                and len(marker) >= len(fences[-1][0])
+            )
+            if closes:
+                flush()
+                fences.pop()
+                continue
+            if fences and fences[-1][1]:
+                continue  # a fence-like line inside a code block is code
+            if directive is None and marker[0] == ":":
+                flush()  # a stray closing ::: with nothing open
+                continue
             flush()
-            # A directive (```{admonition}) holds prose; a plain code fence does not.
-            if fence_depth == 0 and not stripped.startswith("```{"):
-                fence_depth = 1
-            elif fence_depth == 1 and stripped == "```":
-                fence_depth = 0
+            name = (directive or "").strip().lower()
+            fences.append((marker, directive is None or name in _CODE_DIRECTIVES))
             continue
-        if fence_depth:
+        if fences and fences[-1][1]:
             continue
-        if stripped == "$$" or (stripped.startswith("$$") and not stripped.endswith("$$")):
+        if maths_end is not None:
+            if stripped.endswith(maths_end) or (maths_end != "$$" and stripped.startswith(maths_end)):
+                maths_end = None
+            continue
+        if stripped.startswith("$$") and (stripped == "$$" or not stripped.endswith("$$")):
             flush()
-            in_maths = not in_maths
+            maths_end = "$$"
             continue
-        if in_maths:
+        if env := _BEGIN_ENV.match(stripped):
+            flush()
+            end = f"\\end{{{env.group(1)}}}"
+            if end not in stripped:
+                maths_end = end
             continue
         if (
             not stripped
-            or stripped.startswith(("#", "|", ":::", "+++"))
+            or stripped.startswith(("#", "|", "+++"))
             or re.match(r"^:[a-z-]+:", stripped)
         ):
             flush()
@@ -101,7 +137,7 @@ def prose_units(markdown: str) -> list[str]:
 
 
 def sentences_of(unit: str) -> list[str]:
-    text = _LINK.sub(r"\1", unit)
+    text = _ABBREVIATION.sub(lambda m: m.group(1).replace(".", ""), _LINK.sub(r"\1", unit))
     for pattern in _REMOVED_INLINE:
         text = pattern.sub(" x ", text)
     return [part for part in _SENTENCE_END.split(text) if re.search(r"[A-Za-z]", part)]
@@ -114,7 +150,7 @@ def word_count(sentence: str) -> int:
 def measure(path: Path) -> ProseStats:
     sentences = [s for md in markdown_of(path) for unit in prose_units(md) for s in sentences_of(unit)]
     lengths = [word_count(s) for s in sentences]
-    long = [s for s, n in zip(sentences, lengths) if n > LONG_SENTENCE_WORDS]
+    long = [s for s, n in zip(sentences, lengths, strict=True) if n > LONG_SENTENCE_WORDS]
     mean = sum(lengths) / len(lengths) if lengths else 0.0
     return ProseStats(len(sentences), mean, long)
 

@@ -32,30 +32,45 @@ from mnist_helpers.checkpoints import load_checkpoint, save_checkpoint
 from mnist_helpers.data import TensorSplit, load_mnist_splits, mnist_tensors, normalize
 from mnist_helpers.devices import pick_device
 from mnist_helpers.distributed import launched_by_torchrun, train_distributed
-from mnist_helpers.evaluation import collect_predictions, confusion_matrix, most_confused_pairs, per_class_accuracy
+from mnist_helpers.evaluation import (
+    collect_predictions,
+    confusion_matrix,
+    most_confused_pairs,
+    per_class_accuracy,
+)
 from mnist_helpers.export import check_parity, export_onnx, onnx_session
 from mnist_helpers.inference import ImagePreprocessError, predict
 from mnist_helpers.models import MODEL_REGISTRY, count_parameters
-from mnist_helpers.profile import budget, current_profile
-from mnist_helpers.saving import CHANCE_ACCURACY, check_destination, keep_previous, refuse_useless
-from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe
+from mnist_helpers.profile import DEFAULT_BUDGET, budget, current_profile
+from mnist_helpers.recipes import RECIPES, fit_recipe
+from mnist_helpers.saving import (
+    CHANCE_ACCURACY,
+    TrainingRecord,
+    check_destination,
+    refuse_useless,
+    save_trained,
+)
 from mnist_helpers.training import History, evaluate
 
 PROG = "mnist-helpers"
 
 
-def _recipe_for(model: nn.Module) -> tuple[str, Recipe]:
-    """The chapter recipe whose model has exactly this type (a BatchNormMLP is also an MLP)."""
-    name = next(key for key, cls in MODEL_REGISTRY.items() if type(model) is cls)
-    return name, RECIPES[name]
+def _recipe_name(metadata: dict[str, Any]) -> str:
+    """The recipe the checkpoint records; checkpoints saved by hand (``torch.save`` or ``fit``) have none."""
+    record = TrainingRecord.from_metadata(metadata)
+    return record.recipe if record is not None else "a model with no training record"
 
 
 def _normalization(model: nn.Module, metadata: dict[str, Any]) -> tuple[float, float]:
-    """The mean/std the checkpoint's model was trained with: stored by ``train``, else its chapter's recipe."""
+    """The mean/std the model was trained with: from its training record, else the book's default for its
+    kind of model (the normalization every chapter that trains that model uses; chapter 5's MLP differs)."""
+    record = TrainingRecord.from_metadata(metadata)
+    if record is not None:
+        return record.mean, record.std
     stored = metadata.get("normalization")
     if isinstance(stored, dict) and {"mean", "std"} <= stored.keys():
         return float(stored["mean"]), float(stored["std"])
-    recipe = _recipe_for(model)[1]
+    recipe = next(recipe for recipe in RECIPES.values() if MODEL_REGISTRY[recipe.model] is type(model))
     return recipe.mean, recipe.std
 
 
@@ -90,7 +105,7 @@ class EpochReporter:
             self.best_state = copy.deepcopy(self.model.state_dict())
 
 
-def save_partial(reporter: EpochReporter, out: Path, **metadata: Any) -> None:
+def save_partial(reporter: EpochReporter, out: Path, record: TrainingRecord) -> None:
     """After Ctrl-C: save the best epoch so far next to ``out``, clearly named as partial, and say so."""
     history = reporter.history
     if reporter.best_state is None:
@@ -98,8 +113,9 @@ def save_partial(reporter: EpochReporter, out: Path, **metadata: Any) -> None:
         return
     reporter.model.load_state_dict(reporter.best_state)
     partial = out.with_name(out.name.removesuffix(".pt") + PARTIAL_SUFFIX)
-    save_checkpoint(partial, reporter.model, epoch=history.best_epoch, val_acc=history.best_val_acc,
-                    val_loss=history.best_val_loss, partial=True, history=history.as_dict(), **metadata)
+    record = replace(record, best_epoch=history.best_epoch, val_acc=history.best_val_acc,
+                     val_loss=history.best_val_loss)
+    save_checkpoint(partial, reporter.model, **record.metadata(), partial=True, history=history.as_dict())
     print(f"{PROG}: interrupted after {history.epochs} epoch(s); the best so far (epoch {history.best_epoch}, "
           f"validation accuracy {100 * history.best_val_acc:.2f}%) is saved as {partial}", file=sys.stderr)
 
@@ -123,17 +139,19 @@ def command_train(args: argparse.Namespace) -> int:
     model = replace(recipe, seed=seed).build_model()
     print(f"profile {current_profile()}: {recipe.model} ({count_parameters(model):,} parameters) on {device}; "
           f"{len(splits.train):,} train / {len(splits.val):,} validation / {len(splits.test):,} test images")
-    print(f"recipe: chapter {recipe.chapter}: {recipe.describe()}")
+    print(f"recipe: chapter {int(recipe.chapter)}: {recipe.describe()}")
     print(f"this run: {epochs} epoch{'s' * (epochs != 1)}, batch {batch_size}, lr {lr:g}, seed {seed}", flush=True)
 
-    settings = {"recipe": args.model, "normalization": {"mean": recipe.mean, "std": recipe.std}, "seed": seed,
-                "lr": lr, "batch_size": batch_size, "profile": current_profile()}
+    record = TrainingRecord(
+        recipe=args.model, description=replace(recipe, seed=seed, batch_size=batch_size, lr=lr).describe(),
+        mean=recipe.mean, std=recipe.std, profile=current_profile(), seed=seed, best_epoch=None,
+        val_acc=None, val_loss=None)
     reporter = EpochReporter(model)
     try:
         history = fit_recipe(recipe, model, splits, device=device, epochs=epochs, batch_size=batch_size, lr=lr,
                              seed=seed, on_epoch=reporter)
     except KeyboardInterrupt:
-        save_partial(reporter, out, **settings)
+        save_partial(reporter, out, record)
         raise
     if history.stopped_early:
         print(f"stopped early after epoch {history.epochs}: {recipe.monitor} stopped improving")
@@ -141,10 +159,9 @@ def command_train(args: argparse.Namespace) -> int:
 
     # fit restored the best epoch's weights (chosen on validation); the test set is touched once, here.
     test_loss, test_acc = evaluate(model, splits.test.batches(1024), recipe.loss_fn, device=device)
-    previous = keep_previous(out)
-    save_checkpoint(out, model, epoch=history.best_epoch, val_acc=history.best_val_acc,
-                    val_loss=history.best_val_loss, test_acc=test_acc, test_loss=test_loss,
-                    history=history.as_dict(), **settings)
+    record = replace(record, best_epoch=history.best_epoch, val_acc=history.best_val_acc,
+                     val_loss=history.best_val_loss, test_acc=test_acc, test_loss=test_loss)
+    previous = save_trained(out, model, record, history, epochs_run=history.epochs)
     print(f"best epoch {history.best_epoch} (validation accuracy {100 * history.best_val_acc:.2f}%)")
     print(f"test accuracy {100 * test_acc:.2f}% ({round(test_acc * len(splits.test)):,}/{len(splits.test):,})")
     print(f"checkpoint written to {out}" + (f" (the one it replaced is kept as {previous})" if previous else ""))
@@ -223,9 +240,9 @@ def command_predict(args: argparse.Namespace) -> int:
 def command_evaluate(args: argparse.Namespace) -> int:
     """Overall and per-digit test accuracy, with the input normalization the model was trained with."""
     model, metadata, device = _load(args.checkpoint, args.device)
-    name, recipe = _recipe_for(model)
+    name = _recipe_name(metadata)
     mean, std = _normalization(model, metadata)
-    test_images = args.test_images or budget(recipe.run).test_images
+    test_images = args.test_images or DEFAULT_BUDGET[current_profile()].test_images
     images, labels = mnist_tensors(train=False, limit=test_images)
     test = TensorSplit(normalize(images, mean, std).to(device), labels.to(device))
 
@@ -261,7 +278,7 @@ def command_export(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file name inside it, e.g. --out {out / 'model.onnx'}")
     model, metadata, _ = _load(args.checkpoint, "cpu")
-    name = _recipe_for(model)[0]
+    name = _recipe_name(metadata)
     mean, std = _normalization(model, metadata)
     export_onnx(model, out, mean=mean, std=std, metadata={"checkpoint": Path(args.checkpoint).name, "model": name})
     pixels = torch.randint(0, 256, (256, 1, 28, 28), generator=torch.Generator().manual_seed(0)).float()

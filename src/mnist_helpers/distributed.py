@@ -31,12 +31,11 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from mnist_helpers.checkpoints import save_checkpoint
 from mnist_helpers.data import TensorSplit, load_mnist_splits
 from mnist_helpers.devices import native_bf16, pick_device, seed_everything
 from mnist_helpers.profile import current_profile
 from mnist_helpers.recipes import RECIPES, fit_recipe
-from mnist_helpers.saving import keep_previous, refuse_useless
+from mnist_helpers.saving import TrainingRecord, refuse_useless, save_trained
 from mnist_helpers.training import History, LossFn, evaluate
 
 # What torchrun sets in every worker's environment (LOCAL_RANK: the rank among this machine's workers).
@@ -240,13 +239,14 @@ def train_distributed(
         refuse_useless(history)  # every rank holds the same reduced history, so all ranks stop together
         test_loss, test_acc = evaluate_sharded(model, splits.test, recipe.loss_fn, world)
         if world.is_main:
-            previous = keep_previous(out)
-            save_checkpoint(out, model, recipe=name, epoch=history.best_epoch, val_acc=history.best_val_acc,
-                            val_loss=history.best_val_loss, test_acc=test_acc, test_loss=test_loss,
-                            normalization={"mean": recipe.mean, "std": recipe.std}, seed=seed, lr=lr,
-                            batch_size=batch_size, world_size=world.world_size,
-                            backend=backend_for(world.device), threads_per_process=torch.get_num_threads(),
-                            profile=current_profile(), history=history.as_dict())
+            record = TrainingRecord(
+                recipe=name, description=replace(recipe, seed=seed, batch_size=batch_size, lr=lr).describe(),
+                mean=recipe.mean, std=recipe.std, profile=current_profile(), seed=seed,
+                best_epoch=history.best_epoch, val_acc=history.best_val_acc, val_loss=history.best_val_loss,
+                test_acc=test_acc, test_loss=test_loss)
+            previous = save_trained(out, model, record, history, epochs_run=history.epochs,
+                                    world_size=world.world_size, backend=backend_for(world.device),
+                                    threads_per_process=torch.get_num_threads())
         say(f"best epoch {history.best_epoch}; test accuracy {100 * test_acc:.2f}% on {len(splits.test):,} images")
         if world.is_main:
             print(f"checkpoint written to {out} (by rank 0 only)"

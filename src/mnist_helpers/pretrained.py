@@ -17,10 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mnist_helpers.checkpoints import CheckpointError, library_fingerprint, load_checkpoint
+from mnist_helpers.checkpoints import CheckpointError, load_checkpoint
 from mnist_helpers.data import MNISTSplits
+from mnist_helpers.fingerprint import library_fingerprint
 from mnist_helpers.profile import current_profile
 from mnist_helpers.recipes import RECIPES, fit_recipe
+from mnist_helpers.saving import TrainingRecord
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ def chapter07_simplecnn(
             model, metadata = load_checkpoint(path, expected="simplecnn", map_location=device)
         except CheckpointError:
             metadata = {}
-        if metadata.get("recipe") == recipe.describe():
+        record = TrainingRecord.from_metadata(metadata)
+        if record is not None and record.description == recipe.describe():
             library = str(metadata.get("library", "unknown"))
             return model, Provenance("chapter 7's checkpoint", recipe.describe(), library,
                                      library == library_fingerprint())

@@ -58,9 +58,14 @@ def _full(epochs: int) -> Budget:
     return Budget(train_images=None, test_images=None, epochs=epochs)
 
 
+# The data of a run that belongs to no chapter (the command line evaluating any checkpoint), per profile.
+DEFAULT_BUDGET: dict[str, Budget] = {"full": _full(1), "smoke": _SMOKE}
+
+
 BUDGETS: dict[str, dict[str, Budget]] = {
     "01_data": {"full": _full(1), "smoke": _SMOKE},
     "02_visualize": {"full": _full(0), "smoke": _SMOKE},
+    "03_learning": {"full": _full(5), "smoke": _SMOKE},  # linear models and a tiny MLP, by hand
     "04_mlp_tutorial_a": {"full": _full(15), "smoke": _SMOKE},
     "04_mlp_tutorial_b": {"full": _full(7), "smoke": _SMOKE},
     "04_batch_size": {"full": _full(10), "smoke": _SMOKE},

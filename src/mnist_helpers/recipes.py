@@ -12,7 +12,7 @@ glued choice of each chapter against :data:`RECIPES`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_helpers.augment import Augmented
-from mnist_helpers.checkpoints import save_checkpoint
 from mnist_helpers.data import MNIST_MEAN, MNIST_STD, MNISTSplits
 from mnist_helpers.devices import native_bf16, pick_device, seed_everything
 from mnist_helpers.fast import SchedulerEveryBatch, accelerate
 from mnist_helpers.models import build_model
-from mnist_helpers.profile import budget
+from mnist_helpers.profile import budget, current_profile
+from mnist_helpers.saving import TrainingRecord, save_trained
 from mnist_helpers.training import Batches, EarlyStopping, History, LossFn, Monitor, fit
 
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -60,6 +60,7 @@ class Recipe:
     std: float = MNIST_STD
     seed: int = 0  # model initialisation, shuffling and augmentation
     model_config: dict[str, Any] = field(default_factory=dict)
+    name: str = "custom"  # its key in RECIPES; variants made with dataclasses.replace keep it
 
     @property
     def epochs(self) -> int:
@@ -163,13 +164,15 @@ def fit_recipe(
                   device=device, scheduler=scheduler, early_stopping=early_stopping, monitor=recipe.monitor,
                   progress=progress, on_epoch=on_epoch)
     if checkpoint_path is not None:
-        save_checkpoint(checkpoint_path, model.to(memory_format=torch.contiguous_format),
-                        recipe=recipe.describe(), epoch=history.best_epoch, val_acc=history.best_val_acc,
-                        val_loss=history.best_val_loss, normalization={"mean": recipe.mean, "std": recipe.std})
+        record = TrainingRecord(
+            recipe=recipe.name, description=replace(recipe, seed=seed).describe(), mean=recipe.mean,
+            std=recipe.std, profile=current_profile(), seed=seed, best_epoch=history.best_epoch,
+            val_acc=history.best_val_acc, val_loss=history.best_val_loss)
+        save_trained(Path(checkpoint_path), model.to(memory_format=torch.contiguous_format), record, history)
     return history
 
 
-RECIPES: dict[str, Recipe] = {
+_RECIPES: dict[str, Recipe] = {
     "mlp": Recipe(chapter="04", model="mlp", model_config={"hidden": (256, 512, 344)}, run="04_mlp_tutorial_a",
                   batch_size=128, lr=1e-3, schedule="cosine"),
     "bnmlp": Recipe(chapter="05", model="bnmlp", model_config={"hidden": (300, 100)}, run="05_batchnorm",
@@ -190,3 +193,4 @@ RECIPES: dict[str, Recipe] = {
                     run="11_bncnn", batch_size=128, lr=4e-3, optimizer="adamw", weight_decay=5e-4,
                     schedule="onecycle", label_smoothing=0.1, augment=True, bf16=True),
 }
+RECIPES: dict[str, Recipe] = {name: replace(recipe, name=name) for name, recipe in _RECIPES.items()}
