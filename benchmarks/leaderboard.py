@@ -22,19 +22,41 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipes", default=",".join(BOARD), help=f"comma-separated (default: {','.join(BOARD)})")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per recipe (default 3)")
-    parser.add_argument("--ensemble-seeds", type=int, default=5,
-                        help=f"seeds of {ENSEMBLE_RECIPE!r}, the ensemble's members (default 5)")
-    parser.add_argument("--quick", action="store_true", help="a few hundred images, one epoch: checks the machinery")
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="results file (default: benchmarks/results/leaderboard_<device>.json)")
+    parser.add_argument(
+        "--recipes",
+        default=",".join(BOARD),
+        help=f"comma-separated (default: {','.join(BOARD)})",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="seeds per recipe (default 3)"
+    )
+    parser.add_argument(
+        "--ensemble-seeds",
+        type=int,
+        default=5,
+        help=f"seeds of {ENSEMBLE_RECIPE!r}, the ensemble's members (default 5)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few hundred images, one epoch: checks the machinery",
+    )
+    parser.add_argument(
+        "--device", default=None, help="cuda, mps or cpu (default: the best available)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default: benchmarks/results/leaderboard_<device>.json)",
+    )
     args = parser.parse_args(argv)
     args.recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
     unknown = [name for name in args.recipes if name not in RECIPES]
     if unknown:
-        parser.error(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
+        parser.error(
+            f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}"
+        )
     if args.seeds < 1 or args.ensemble_seeds < 1:
         parser.error("--seeds and --ensemble-seeds must be at least 1")
     return args
@@ -43,8 +65,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = args.out or RESULTS / f"leaderboard_{pick_device(args.device).type}.json"
-    run_leaderboard(out, recipes=args.recipes, seeds=args.seeds, ensemble_seeds=args.ensemble_seeds,
-                    quick=args.quick, device=args.device, log=lambda line: print(line, flush=True))
+    run_leaderboard(
+        out,
+        recipes=args.recipes,
+        seeds=args.seeds,
+        ensemble_seeds=args.ensemble_seeds,
+        quick=args.quick,
+        device=args.device,
+        log=lambda line: print(line, flush=True),
+    )
     print(f"wrote {out}")
 
 

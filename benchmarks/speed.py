@@ -14,7 +14,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from book_tools.ladder import DEFAULT_WHOLE_RUNS, RUNG_NAMES, TARGET, run_benchmark, summary
+from book_tools.ladder import (
+    DEFAULT_WHOLE_RUNS,
+    RUNG_NAMES,
+    TARGET,
+    run_benchmark,
+    summary,
+)
 from book_tools.results import save_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -24,21 +30,43 @@ def _rung_list(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in RUNG_NAMES]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNG_NAMES)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNG_NAMES)}"
+        )
     return names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny subset, one epoch per whole run (CI smoke test)")
-    parser.add_argument("--rungs", type=_rung_list, default=list(RUNG_NAMES),
-                        help=f"rungs whose throughput to measure (default all: {','.join(RUNG_NAMES)})")
-    parser.add_argument("--whole-runs", type=_rung_list, default=list(DEFAULT_WHOLE_RUNS),
-                        help=f"rungs to also train in full, once per seed (default {','.join(DEFAULT_WHOLE_RUNS)})")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per measurement (default 5)")
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON file to write (default: benchmarks/results/speed_<device>.json; --quick writes none)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny subset, one epoch per whole run (CI smoke test)",
+    )
+    parser.add_argument(
+        "--rungs",
+        type=_rung_list,
+        default=list(RUNG_NAMES),
+        help=f"rungs whose throughput to measure (default all: {','.join(RUNG_NAMES)})",
+    )
+    parser.add_argument(
+        "--whole-runs",
+        type=_rung_list,
+        default=list(DEFAULT_WHOLE_RUNS),
+        help=f"rungs to also train in full, once per seed (default {','.join(DEFAULT_WHOLE_RUNS)})",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="seeds per measurement (default 5)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="cuda, mps or cpu (default: the best available)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON file to write (default: benchmarks/results/speed_<device>.json; --quick writes none)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error("--seeds must be at least 2: a mean needs a spread beside it")
@@ -47,20 +75,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    result = run_benchmark(quick=args.quick, rungs=args.rungs, whole_runs=args.whole_runs, seeds=args.seeds,
-                           device=args.device, log=lambda line: print(line, flush=True))
+    result = run_benchmark(
+        quick=args.quick,
+        rungs=args.rungs,
+        whole_runs=args.whole_runs,
+        seeds=args.seeds,
+        device=args.device,
+        log=lambda line: print(line, flush=True),
+    )
     machine = result["machine"]
-    print(f"\n{machine['device_name']} ({machine['device']}), {machine['usable_cpu_cores']} usable CPU cores, "
-          f"{machine['torch_threads']} torch threads, native bf16: {machine['native_bf16']}, torch {machine['torch']}")
+    print(
+        f"\n{machine['device_name']} ({machine['device']}), {machine['usable_cpu_cores']} usable CPU cores, "
+        f"{machine['torch_threads']} torch threads, native bf16: {machine['native_bf16']}, torch {machine['torch']}"
+    )
     for row in summary(result):
         line = f"{row['rung']:14s}"
         if "images_per_s" in row:
-            line += (f" {row['images_per_s']:7,.0f} img/s  {row['seconds_per_epoch']:6.1f} s/epoch  "
-                     f"{row['speedup_per_epoch']:5.2f}x per epoch  {100 * row['share_of_matmul_peak']:4.1f}% of matmul peak")
+            line += (
+                f" {row['images_per_s']:7,.0f} img/s  {row['seconds_per_epoch']:6.1f} s/epoch  "
+                f"{row['speedup_per_epoch']:5.2f}x per epoch  {100 * row['share_of_matmul_peak']:4.1f}% of matmul peak"
+            )
         if "train_seconds" in row:
             reached = "reaches" if row["test_accuracy"] >= TARGET else "misses"
-            line += (f"  | {row['seeds']} runs: {row['train_seconds']:.1f} s, test {100 * row['test_accuracy']:.2f} "
-                     f"± {100 * row['test_accuracy_sd']:.2f}% ({reached} {100 * TARGET:.1f}%)")
+            line += (
+                f"  | {row['seeds']} runs: {row['train_seconds']:.1f} s, test {100 * row['test_accuracy']:.2f} "
+                f"± {100 * row['test_accuracy_sd']:.2f}% ({reached} {100 * TARGET:.1f}%)"
+            )
         print(line)
     out = args.out
     if out is None and not args.quick:

@@ -75,9 +75,19 @@ def skeleton(mask: np.ndarray) -> np.ndarray:
             ring = [p2, p3, p4, p5, p6, p7, p8, p9, p2]
             neighbours = sum(ring[:8])
             transitions = sum((a == 0) & (b == 1) for a, b in zip(ring, ring[1:]))
-            first, second = (p2 * p4 * p6, p4 * p6 * p8) if step == 0 else (p2 * p4 * p8, p2 * p6 * p8)
-            remove = ((core == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1)
-                      & (first == 0) & (second == 0))
+            first, second = (
+                (p2 * p4 * p6, p4 * p6 * p8)
+                if step == 0
+                else (p2 * p4 * p8, p2 * p6 * p8)
+            )
+            remove = (
+                (core == 1)
+                & (neighbours >= 2)
+                & (neighbours <= 6)
+                & (transitions == 1)
+                & (first == 0)
+                & (second == 0)
+            )
             if remove.any():
                 core[remove] = 0
                 changed = True
@@ -91,8 +101,24 @@ def strokes(image: np.ndarray) -> list[list[tuple[int, int]]]:
     unused links, and stops where none is left; an isolated pixel becomes a dot.
     """
     pixels = set(zip(*np.nonzero(skeleton(image > 127)), strict=True))
-    steps = [(-1, 0), (0, 1), (1, 0), (0, -1), (-1, 1), (1, 1), (1, -1), (-1, -1)]  # straight ones first
-    links = {p: [(p[0] + dr, p[1] + dc) for dr, dc in steps if (p[0] + dr, p[1] + dc) in pixels] for p in pixels}
+    steps = [
+        (-1, 0),
+        (0, 1),
+        (1, 0),
+        (0, -1),
+        (-1, 1),
+        (1, 1),
+        (1, -1),
+        (-1, -1),
+    ]  # straight ones first
+    links = {
+        p: [
+            (p[0] + dr, p[1] + dc)
+            for dr, dc in steps
+            if (p[0] + dr, p[1] + dc) in pixels
+        ]
+        for p in pixels
+    }
     used: set[frozenset[tuple[int, int]]] = set()
 
     def free(p: tuple[int, int]) -> list[tuple[int, int]]:
@@ -132,7 +158,9 @@ return [btoa(text), canvas.width, canvas.height, window.mnistPreprocess(ink, can
 def page(site_url: str, browser: WebDriver) -> Iterator[WebDriver]:
     """The draw-a-digit page, loaded, with its model ready; fails on any console error it logged."""
     if not MODEL.is_file():
-        pytest.fail(f"the built site has no {MODEL.name}: chapter 12 writes book/draw/simplecnn.onnx")
+        pytest.fail(
+            f"the built site has no {MODEL.name}: chapter 12 writes book/draw/simplecnn.onnx"
+        )
     browser.get_log("browser")
     browser.get(site_url + PAGE)
     ready = browser.execute_async_script(
@@ -146,7 +174,9 @@ def page(site_url: str, browser: WebDriver) -> Iterator[WebDriver]:
 
 def python_probabilities(pixels: np.ndarray) -> np.ndarray:
     """Softmax of onnxruntime's logits in Python, for 0..1 images (N, 28, 28), the page's scale."""
-    logits = onnx_logits(onnx_session(MODEL), (pixels * 255).astype(np.float32)[:, None])
+    logits = onnx_logits(
+        onnx_session(MODEL), (pixels * 255).astype(np.float32)[:, None]
+    )
     exps = np.exp(logits - logits.max(axis=1, keepdims=True))
     return exps / exps.sum(axis=1, keepdims=True)
 
@@ -172,21 +202,33 @@ def draw(page: WebDriver, paths: list[list[tuple[int, int]]]) -> None:
     pointer = actions.w3c_actions.pointer_action
     for path in paths:
         (r, c), *rest = path
-        pointer.move_to_location(round(left + SCALE * c + SCALE / 2), round(top + SCALE * r + SCALE / 2))
+        pointer.move_to_location(
+            round(left + SCALE * c + SCALE / 2), round(top + SCALE * r + SCALE / 2)
+        )
         pointer.pointer_down()
         for r, c in rest:
-            pointer.move_to_location(round(left + SCALE * c + SCALE / 2), round(top + SCALE * r + SCALE / 2))
+            pointer.move_to_location(
+                round(left + SCALE * c + SCALE / 2), round(top + SCALE * r + SCALE / 2)
+            )
         pointer.pointer_up()
     actions.perform()
 
 
 def page_state(page: WebDriver) -> dict[str, Any]:
     """After the page has caught up with the drawing: its answer, its canvas ink and its 28x28 input."""
-    page.execute_async_script("window.mnistIdle().then(arguments[arguments.length - 1]);")
+    page.execute_async_script(
+        "window.mnistIdle().then(arguments[arguments.length - 1]);"
+    )
     encoded, width, height, frame = page.execute_script(CANVAS_INK_AND_INPUT)
-    ink = np.frombuffer(base64.b64decode(encoded), dtype=np.uint8).reshape(height, width)
-    answer = page.execute_script("return document.getElementById('digit-prediction').textContent;")
-    frame = None if frame is None else np.asarray(frame, dtype=np.float64).reshape(28, 28)
+    ink = np.frombuffer(base64.b64decode(encoded), dtype=np.uint8).reshape(
+        height, width
+    )
+    answer = page.execute_script(
+        "return document.getElementById('digit-prediction').textContent;"
+    )
+    frame = (
+        None if frame is None else np.asarray(frame, dtype=np.float64).reshape(28, 28)
+    )
     return {"ink": ink, "frame": frame, "answer": answer}
 
 
@@ -196,7 +238,9 @@ def report() -> Iterator[dict[str, Any]]:
     figures: dict[str, Any] = {}
     yield figures
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    (SCREENSHOTS / "draw_a_digit.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    (SCREENSHOTS / "draw_a_digit.json").write_text(
+        json.dumps(figures, indent=2) + "\n", encoding="utf-8"
+    )
     print("\ndraw-a-digit page:", json.dumps(figures, indent=2))
 
 
@@ -205,17 +249,26 @@ def report() -> Iterator[dict[str, Any]]:
 
 
 def test_page_starts_with_no_answer(page: WebDriver) -> None:
-    assert page.execute_script("return document.getElementById('digit-prediction').textContent;") == ""
+    assert (
+        page.execute_script(
+            "return document.getElementById('digit-prediction').textContent;"
+        )
+        == ""
+    )
 
 
-def test_mnist_predict_matches_onnxruntime_in_python(page: WebDriver, report: dict[str, Any]) -> None:
+def test_mnist_predict_matches_onnxruntime_in_python(
+    page: WebDriver, report: dict[str, Any]
+) -> None:
     images, _ = mnist_tensors(train=False, limit=PREDICTED)
     pixels = images[:, 0].numpy().astype(np.float64) / 255
-    in_page = np.asarray(page.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "Promise.all(arguments[0].map((p) => window.mnistPredict(p))).then(done, (e) => done(String(e)));",
-        pixels.reshape(len(pixels), -1).tolist(),
-    ))
+    in_page = np.asarray(
+        page.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "Promise.all(arguments[0].map((p) => window.mnistPredict(p))).then(done, (e) => done(String(e)));",
+            pixels.reshape(len(pixels), -1).tolist(),
+        )
+    )
     assert in_page.shape == (PREDICTED, 10), f"mnistPredict did not answer: {in_page}"
     difference = float(np.abs(in_page - python_probabilities(pixels)).max())
     report["mnistPredict_images"] = PREDICTED
@@ -232,7 +285,9 @@ def test_mnist_predict_refuses_a_wrong_size(page: WebDriver) -> None:
     assert error is not None and "784" in error
 
 
-def test_drawn_digits_read_like_the_python_model_reads_them(page: WebDriver, report: dict[str, Any]) -> None:
+def test_drawn_digits_read_like_the_python_model_reads_them(
+    page: WebDriver, report: dict[str, Any]
+) -> None:
     images, labels = mnist_tensors(train=False, limit=DRAWN)
     originals = images[:, 0].numpy()
     python_answers = python_probabilities(originals / 255).argmax(axis=1)
@@ -241,23 +296,43 @@ def test_drawn_digits_read_like_the_python_model_reads_them(page: WebDriver, rep
         draw(page, strokes(image))
         state = page_state(page)
         answers.append(int(state["answer"]) if state["answer"] else -1)
-        frame_differences.append(float(np.abs(state["frame"] - library_frame(state["ink"])).max()))
-        own_input_agrees.append(answers[-1] == int(python_probabilities(state["frame"][None]).argmax()))
+        frame_differences.append(
+            float(np.abs(state["frame"] - library_frame(state["ink"])).max())
+        )
+        own_input_agrees.append(
+            answers[-1] == int(python_probabilities(state["frame"][None]).argmax())
+        )
     _full_page_screenshot(page, SCREENSHOTS / "draw_a_digit-drawn.png")
     answers_ = np.asarray(answers)
     agreement = float((answers_ == python_answers).mean())
-    report.update({
-        "drawn_digits": DRAWN,
-        "agreement_with_python_model_on_the_mnist_images": agreement,
-        "page_answers_correct": float((answers_ == labels.numpy()).mean()),
-        "python_answers_correct": float((python_answers == labels.numpy()).mean()),
-        "max_frame_difference_page_vs_library": max(frame_differences),
-        "page_answer_equals_python_on_the_page_input": float(np.mean(own_input_agrees)),
-        "disagreements": [{"index": i, "label": int(labels[i]), "python": int(python_answers[i]), "page": a}
-                          for i, a in enumerate(answers) if a != python_answers[i]],
-    })
-    assert max(frame_differences) <= PIXEL_TOLERANCE, "the page's 28x28 input differs from the library's"
-    assert all(own_input_agrees), "the page's answer is not the model's answer on the page's own input"
+    report.update(
+        {
+            "drawn_digits": DRAWN,
+            "agreement_with_python_model_on_the_mnist_images": agreement,
+            "page_answers_correct": float((answers_ == labels.numpy()).mean()),
+            "python_answers_correct": float((python_answers == labels.numpy()).mean()),
+            "max_frame_difference_page_vs_library": max(frame_differences),
+            "page_answer_equals_python_on_the_page_input": float(
+                np.mean(own_input_agrees)
+            ),
+            "disagreements": [
+                {
+                    "index": i,
+                    "label": int(labels[i]),
+                    "python": int(python_answers[i]),
+                    "page": a,
+                }
+                for i, a in enumerate(answers)
+                if a != python_answers[i]
+            ],
+        }
+    )
+    assert max(frame_differences) <= PIXEL_TOLERANCE, (
+        "the page's 28x28 input differs from the library's"
+    )
+    assert all(own_input_agrees), (
+        "the page's answer is not the model's answer on the page's own input"
+    )
     assert agreement >= MIN_AGREEMENT
 
 

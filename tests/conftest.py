@@ -14,14 +14,20 @@ HAS_MNIST = all((REAL_ROOT / "MNIST" / "raw" / name).is_file() for name in MNIST
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "needs_mnist: needs the four MNIST files in data/MNIST/raw")
+    config.addinivalue_line(
+        "markers", "needs_mnist: needs the four MNIST files in data/MNIST/raw"
+    )
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
     """Skip, with the fix in the reason, the tests that read the real files when they are absent."""
     if HAS_MNIST:
         return
-    skip = pytest.mark.skip(reason=f"MNIST raw files not in {REAL_ROOT}/MNIST/raw/ (see README: Getting MNIST)")
+    skip = pytest.mark.skip(
+        reason=f"MNIST raw files not in {REAL_ROOT}/MNIST/raw/ (see README: Getting MNIST)"
+    )
     for item in items:
         if "needs_mnist" in item.keywords:
             item.add_marker(skip)

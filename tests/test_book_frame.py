@@ -29,9 +29,13 @@ CONFIG = _yaml("_config.yml")
 TOC = _yaml("_toc.yml")
 PARTS: list[dict[str, Any]] = TOC.get("parts", [TOC])
 ENTRIES = [chapter["file"] for part in PARTS for chapter in part["chapters"]]
-CHAPTERS = [entry for entry in ENTRIES if Path(entry).name[:2].isdigit()]  # the numbered notebooks
+CHAPTERS = [
+    entry for entry in ENTRIES if Path(entry).name[:2].isdigit()
+]  # the numbered notebooks
 # The quickstart imports only torch, torchvision and matplotlib, so it runs anywhere with no install.
-LIBRARY_CHAPTERS = [chapter for chapter in CHAPTERS if not Path(chapter).name.startswith("00_")]
+LIBRARY_CHAPTERS = [
+    chapter for chapter in CHAPTERS if not Path(chapter).name.startswith("00_")
+]
 
 
 def _bootstrap(repository_url: str) -> str:
@@ -53,8 +57,8 @@ def _bootstrap(repository_url: str) -> str:
         "    import mnist_helpers  # noqa: F401\n"
         "except ModuleNotFoundError:\n"
         "    raise ModuleNotFoundError(\n"
-        "        \"this chapter needs the book's helper library, mnist_helpers.\\n\"\n"
-        "        \"Fix: run `pip install -e .` in a clone of the book's repository.\"\n"
+        '        "this chapter needs the book\'s helper library, mnist_helpers.\\n"\n'
+        '        "Fix: run `pip install -e .` in a clone of the book\'s repository."\n'
         "    ) from None"
     )
 
@@ -71,7 +75,9 @@ def _readme_test_command() -> str:
     block = re.search(r"```bash\n(.*?)\n```", after_marker, re.DOTALL)
     assert block, "README.md: no ```bash block after the test-command marker"
     lines = block.group(1).splitlines()
-    assert len(lines) == 1, "the README's test command must be one line, so CI can run it verbatim"
+    assert len(lines) == 1, (
+        "the README's test command must be one line, so CI can run it verbatim"
+    )
     return lines[0]
 
 
@@ -81,17 +87,31 @@ def test_toc_numbers_agree_with_the_file_names() -> None:
     or the sidebar would say "10" for the file, and the prose's, chapter 12."""
     assert TOC["format"] == "jb-book"
     assert TOC["root"] == "book/intro"
-    numbered = [chapter["file"] for part in PARTS if part.get("numbered") for chapter in part["chapters"]]
-    assert [int(Path(c).name[:2]) for c in numbered] == list(range(1, len(numbered) + 1))
+    numbered = [
+        chapter["file"]
+        for part in PARTS
+        if part.get("numbered")
+        for chapter in part["chapters"]
+    ]
+    assert [int(Path(c).name[:2]) for c in numbered] == list(
+        range(1, len(numbered) + 1)
+    )
     unnumbered = [entry for entry in ENTRIES if entry not in numbered]
-    assert all(not Path(entry).name[:2].isdigit() or Path(entry).name.startswith("00_") for entry in unnumbered)
+    assert all(
+        not Path(entry).name[:2].isdigit() or Path(entry).name.startswith("00_")
+        for entry in unnumbered
+    )
     numbers = [int(Path(c).name[:2]) for c in CHAPTERS]
-    assert numbers == sorted(set(numbers)), "chapters must appear in the order of their numbers"
+    assert numbers == sorted(set(numbers)), (
+        "chapters must appear in the order of their numbers"
+    )
 
 
 @pytest.mark.parametrize("doc", ["book/intro", *ENTRIES])
 def test_every_toc_entry_exists(doc: str) -> None:
-    assert (REPO / f"{doc}.ipynb").is_file() or (REPO / f"{doc}.md").is_file(), f"{doc} is in _toc.yml but not on disk"
+    assert (REPO / f"{doc}.ipynb").is_file() or (REPO / f"{doc}.md").is_file(), (
+        f"{doc} is in _toc.yml but not on disk"
+    )
 
 
 @pytest.mark.parametrize("chapter", LIBRARY_CHAPTERS)
@@ -108,7 +128,9 @@ def test_chapter_title_leaves_numbering_to_the_toc(chapter: str) -> None:
     nb = _read_chapter(chapter)
     title = nb.cells[0].source.splitlines()[0]
     assert nb.cells[0].cell_type == "markdown" and title.startswith("# ")
-    assert not re.match(r"# (Chapter )?\d", title), f"{chapter}: {title!r} repeats the chapter number"
+    assert not re.match(r"# (Chapter )?\d", title), (
+        f"{chapter}: {title!r} repeats the chapter number"
+    )
 
 
 def test_config_serves_stored_outputs_from_the_repo_root() -> None:
@@ -119,7 +141,10 @@ def test_config_serves_stored_outputs_from_the_repo_root() -> None:
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
-    ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    ci_lines = [
+        line.strip()
+        for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    ]
     assert _readme_test_command() in ci_lines
 
 
@@ -143,10 +168,18 @@ def test_bootstrap_without_the_library_says_what_to_run() -> None:
 
     cell = _bootstrap(CONFIG["repository"]["url"])
     hide_library = "import sys\nsys.modules['mnist_helpers'] = None  # as if it were not installed\n"
-    result = subprocess.run([sys.executable, "-c", hide_library + cell], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", hide_library + cell],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     last_lines = result.stderr.strip().splitlines()[-2:]
-    assert "ModuleNotFoundError: this chapter needs the book's helper library" in last_lines[0]
+    assert (
+        "ModuleNotFoundError: this chapter needs the book's helper library"
+        in last_lines[0]
+    )
     assert "pip install -e ." in last_lines[1]
 
 
@@ -155,15 +188,26 @@ def test_bootstrap_without_the_library_says_what_to_run() -> None:
 # sentences"): every numbered chapter, book/NN_*.ipynb for NN = 00..13. A chapter not on disk yet is
 # skipped here (test_every_toc_entry_exists catches one the ToC lists).
 
-SKELETON = ["What you will learn", "The idea", "The code", "Summary", "Pitfalls", "Exercises"]
+SKELETON = [
+    "What you will learn",
+    "The idea",
+    "The code",
+    "Summary",
+    "Pitfalls",
+    "Exercises",
+]
 CHAPTER_NUMBERS = [f"{number:02d}" for number in range(14)]
 _FENCE_LINE = re.compile(r"^\s*(`{3,}|:{3,})")
-_SOLUTION = re.compile(r"^\s*(`{3,}|:{3,})\{admonition\}\s+Solution\s+(\d+)\s*$", re.MULTILINE)
+_SOLUTION = re.compile(
+    r"^\s*(`{3,}|:{3,})\{admonition\}\s+Solution\s+(\d+)\s*$", re.MULTILINE
+)
 _EXERCISE = re.compile(r"^(\d+)\. \*\*", re.MULTILINE)
 _CODE_SOLUTION = re.compile(r"#\s*Solution\s+(\d+)\b")
 _PLUMBING_CALL = re.compile(r"(?<![\w.])glue(?:_all)?\(")
 # Variables named after a tutorial's file number (b000, model_001, history_001_slow, recipe_000).
-_TUTORIAL_NUMBER_NAME = re.compile(r"\b(b|model|history|net|run|recipe)_?0\d\d(?![0-9])")
+_TUTORIAL_NUMBER_NAME = re.compile(
+    r"\b(b|model|history|net|run|recipe)_?0\d\d(?![0-9])"
+)
 
 
 def _chapter_path(number: str) -> Path:
@@ -180,7 +224,9 @@ def _markdown_lines(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
             continue
-        fences: list[tuple[str, bool]] = []  # open ``` fences, innermost last: (marker, holds code)
+        fences: list[
+            tuple[str, bool]
+        ] = []  # open ``` fences, innermost last: (marker, holds code)
         for line in cell.source.splitlines():
             fence = re.match(r"^\s*(`{3,})(.*)$", line)
             if fence:
@@ -201,7 +247,9 @@ def _markdown_lines(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
 
 
 def _headings(nb: nbformat.NotebookNode) -> list[str]:
-    return [line[3:].strip() for _, line in _markdown_lines(nb) if line.startswith("## ")]
+    return [
+        line[3:].strip() for _, line in _markdown_lines(nb) if line.startswith("## ")
+    ]
 
 
 def _section(nb: nbformat.NotebookNode, heading: str) -> tuple[str, list[int]]:
@@ -232,12 +280,22 @@ def test_chapter_has_the_skeleton_headings_in_order(number: str) -> None:
     missing = [h for h in SKELETON if h not in headings]
     assert not missing, f"{path.name}: missing ## headings {missing} (has {headings})"
     positions = [headings.index(h) for h in SKELETON]
-    assert positions == sorted(positions), f"{path.name}: ## headings out of order: {headings}"
+    assert positions == sorted(positions), (
+        f"{path.name}: ## headings out of order: {headings}"
+    )
     for heading in SKELETON:
-        assert headings.count(heading) == 1, f"{path.name}: '## {heading}' appears more than once"
+        assert headings.count(heading) == 1, (
+            f"{path.name}: '## {heading}' appears more than once"
+        )
     code, summary = headings.index("The code"), headings.index("Summary")
-    strays = [h for i, h in enumerate(headings) if h not in SKELETON and not code < i < summary]
-    assert not strays, f"{path.name}: ## sections {strays} are allowed only between The code and Summary"
+    strays = [
+        h
+        for i, h in enumerate(headings)
+        if h not in SKELETON and not code < i < summary
+    ]
+    assert not strays, (
+        f"{path.name}: ## sections {strays} are allowed only between The code and Summary"
+    )
 
 
 @pytest.mark.parametrize("number", CHAPTER_NUMBERS)
@@ -247,9 +305,15 @@ def test_every_exercise_has_a_collapsed_solution(number: str) -> None:
     text, _ = _section(nb, "Exercises")
     exercises = [int(n) for n in _EXERCISE.findall(text)]
     solutions = [int(m.group(2)) for m in _SOLUTION.finditer(text)]
-    assert len(exercises) >= 2, f"{path.name}: {len(exercises)} exercises ('N. **Title.**' items); need >= 2"
-    assert exercises == list(range(1, len(exercises) + 1)), f"{path.name}: exercises numbered {exercises}"
-    assert solutions == exercises, f"{path.name}: exercises {exercises} but 'Solution N' admonitions {solutions}"
+    assert len(exercises) >= 2, (
+        f"{path.name}: {len(exercises)} exercises ('N. **Title.**' items); need >= 2"
+    )
+    assert exercises == list(range(1, len(exercises) + 1)), (
+        f"{path.name}: exercises numbered {exercises}"
+    )
+    assert solutions == exercises, (
+        f"{path.name}: exercises {exercises} but 'Solution N' admonitions {solutions}"
+    )
     for match in _SOLUTION.finditer(text):
         options = text[match.end() :].lstrip("\n").splitlines()[:3]
         assert any(line.strip() == ":class: dropdown" for line in options), (
@@ -268,8 +332,12 @@ def _solution_bodies(markdown: str) -> dict[int, str]:
         marker = match.group(1)
         body: list[str] = []
         for inner in lines[start + 1 :]:
-            if inner.strip() == marker or (inner.strip() and set(inner.strip()) == {marker[0]}
-                                           and len(inner.strip()) >= len(marker) and marker[0] == ":"):
+            if inner.strip() == marker or (
+                inner.strip()
+                and set(inner.strip()) == {marker[0]}
+                and len(inner.strip()) >= len(marker)
+                and marker[0] == ":"
+            ):
                 break
             body.append(inner)
         bodies[int(match.group(2))] = "\n".join(body)
@@ -280,9 +348,13 @@ def _solution_bodies(markdown: str) -> dict[int, str]:
 def test_code_solutions_are_hidden_cells_not_markdown_fences(number: str) -> None:
     path = _chapter_path(number)
     nb = nbformat.read(path, as_version=4)
-    markdown = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
+    markdown = "\n".join(
+        cell.source for cell in nb.cells if cell.cell_type == "markdown"
+    )
     for n, body in _solution_bodies(markdown).items():
-        assert not re.search(r"^\s*```+\s*(python|py|ipython3?)\b|```\{code", body, re.MULTILINE), (
+        assert not re.search(
+            r"^\s*```+\s*(python|py|ipython3?)\b|```\{code", body, re.MULTILINE
+        ), (
             f"{path.name}: Solution {n} has code in a markdown fence; make it a hide-cell code cell "
             f"right after the admonition, first line '# Solution {n}'"
         )
@@ -294,9 +366,13 @@ def test_code_solutions_are_hidden_cells_not_markdown_fences(number: str) -> Non
         if not match:
             continue
         n = match.group(1)
-        assert "hide-cell" in cell.metadata.get("tags", []), f"{path.name}: '# Solution {n}' is not tagged hide-cell"
+        assert "hide-cell" in cell.metadata.get("tags", []), (
+            f"{path.name}: '# Solution {n}' is not tagged hide-cell"
+        )
         before = nb.cells[index - 1]
-        assert before.cell_type == "markdown" and re.search(rf"\{{admonition\}}\s+Solution\s+{n}\b", before.source), (
+        assert before.cell_type == "markdown" and re.search(
+            rf"\{{admonition\}}\s+Solution\s+{n}\b", before.source
+        ), (
             f"{path.name}: the '# Solution {n}' cell must come right after the Solution {n} admonition"
         )
 
@@ -307,9 +383,13 @@ def test_summary_is_three_to_six_sentences_without_numbers_glued(number: str) ->
 
     path = _chapter_path(number)
     text, _ = _section(nbformat.read(path, as_version=4), "Summary")
-    assert "{glue" not in text, f"{path.name}: the Summary quotes a glued number; it holds concepts only"
+    assert "{glue" not in text, (
+        f"{path.name}: the Summary quotes a glued number; it holds concepts only"
+    )
     sentences = [s for unit in prose_units(text) for s in sentences_of(unit)]
-    assert 3 <= len(sentences) <= 6, f"{path.name}: the Summary has {len(sentences)} sentences; want 3-6"
+    assert 3 <= len(sentences) <= 6, (
+        f"{path.name}: the Summary has {len(sentences)} sentences; want 3-6"
+    )
 
 
 @pytest.mark.parametrize("number", CHAPTER_NUMBERS)
@@ -323,7 +403,9 @@ def test_glue_calls_live_in_removed_cells(number: str) -> None:
         and _PLUMBING_CALL.search(cell.source)
         and "remove-cell" not in cell.metadata.get("tags", [])
     ]
-    assert not shown, f"{path.name}: code cells call glue()/glue_all() but are not tagged remove-cell: {shown}"
+    assert not shown, (
+        f"{path.name}: code cells call glue()/glue_all() but are not tagged remove-cell: {shown}"
+    )
 
 
 @pytest.mark.parametrize("number", CHAPTER_NUMBERS)
@@ -332,34 +414,60 @@ def test_no_names_after_tutorial_file_numbers(number: str) -> None:
     nb = nbformat.read(path, as_version=4)
     code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
     inline = "\n".join(
-        snippet for cell in nb.cells if cell.cell_type == "markdown" for snippet in re.findall(r"`([^`\n]+)`", cell.source)
+        snippet
+        for cell in nb.cells
+        if cell.cell_type == "markdown"
+        for snippet in re.findall(r"`([^`\n]+)`", cell.source)
     )
-    names = sorted({m.group(0) for m in _TUTORIAL_NUMBER_NAME.finditer(code + "\n" + inline)})
-    assert not names, f"{path.name}: names after tutorial file numbers {names}; name them for what they hold"
+    names = sorted(
+        {m.group(0) for m in _TUTORIAL_NUMBER_NAME.finditer(code + "\n" + inline)}
+    )
+    assert not names, (
+        f"{path.name}: names after tutorial file numbers {names}; name them for what they hold"
+    )
 
 
 def test_the_frame_detectors_on_a_small_notebook() -> None:
     """The helpers above on a notebook built in memory: what they must find and leave alone."""
     md = nbformat.v4.new_markdown_cell
-    nb = nbformat.v4.new_notebook(cells=[
-        md("# Title\n\n## What you will learn\n\n```python\n## not a heading\n```"),
-        md("## The code\n\ntext\n\n## Results\n\n## Summary\n\nOne. Two. Three."),
-        md("## Exercises\n\n1. **First.** Why?\n\n:::{admonition} Solution 1\n:class: dropdown\n"
-           "Because.\n```python\nx = 1\n```\n:::"),
-        nbformat.v4.new_code_cell("# Solution 1\nx = 1", metadata={"tags": ["hide-cell"]}),
-    ])
-    assert _headings(nb) == ["What you will learn", "The code", "Results", "Summary", "Exercises"]
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            md("# Title\n\n## What you will learn\n\n```python\n## not a heading\n```"),
+            md("## The code\n\ntext\n\n## Results\n\n## Summary\n\nOne. Two. Three."),
+            md(
+                "## Exercises\n\n1. **First.** Why?\n\n:::{admonition} Solution 1\n:class: dropdown\n"
+                "Because.\n```python\nx = 1\n```\n:::"
+            ),
+            nbformat.v4.new_code_cell(
+                "# Solution 1\nx = 1", metadata={"tags": ["hide-cell"]}
+            ),
+        ]
+    )
+    assert _headings(nb) == [
+        "What you will learn",
+        "The code",
+        "Results",
+        "Summary",
+        "Exercises",
+    ]
     summary, _ = _section(nb, "Summary")
     assert summary.strip() == "One. Two. Three."
     exercises, cells = _section(nb, "Exercises")
     assert _EXERCISE.findall(exercises) == ["1"] and cells == [2, 3]
     assert "```python" in _solution_bodies(nb.cells[2].source)[1]
-    assert _solution_bodies(":::{admonition} Solution 2\n:class: dropdown\nWords.\n:::\nAfter.") == {
-        2: ":class: dropdown\nWords."
-    }
-    assert _PLUMBING_CALL.search('glue_all("ch04", a=1)') and _PLUMBING_CALL.search('glue("k", v)')
+    assert _solution_bodies(
+        ":::{admonition} Solution 2\n:class: dropdown\nWords.\n:::\nAfter."
+    ) == {2: ":class: dropdown\nWords."}
+    assert _PLUMBING_CALL.search('glue_all("ch04", a=1)') and _PLUMBING_CALL.search(
+        'glue("k", v)'
+    )
     assert not _PLUMBING_CALL.search("from mnist_helpers.glue import glue_all")
-    found = {m.group(0) for m in _TUTORIAL_NUMBER_NAME.finditer("b000 model_001 history_001_slow run_0123 b0001")}
+    found = {
+        m.group(0)
+        for m in _TUTORIAL_NUMBER_NAME.finditer(
+            "b000 model_001 history_001_slow run_0123 b0001"
+        )
+    }
     assert found == {"b000", "model_001", "history_001"}
 
 
@@ -401,11 +509,17 @@ def test_glossary_has_terms_in_simplified_and_traditional_chinese() -> None:
     for row in rows:
         simplified = next(v for k, v in row.items() if "简体" in k)
         traditional = next(v for k, v in row.items() if "繁體" in k)
-        assert _CJK.search(simplified) and _CJK.search(traditional), f"glossary.md: row without Chinese: {row}"
+        assert _CJK.search(simplified) and _CJK.search(traditional), (
+            f"glossary.md: row without Chinese: {row}"
+        )
     first_column = [next(iter(row.values())) for row in rows]
-    assert len(set(first_column)) == len(first_column), "glossary.md: a term appears twice"
+    assert len(set(first_column)) == len(first_column), (
+        "glossary.md: a term appears twice"
+    )
 
 
 def test_glossary_table_reader() -> None:
     markdown = "| English | 简体 | 繁體 |\n|---|---|---|\n| tensor | 张量 | 張量 |\n\n| a | b |\n|---|---|\n| x | y |"
-    assert glossary_rows(markdown) == [{"English": "tensor", "简体": "张量", "繁體": "張量"}]
+    assert glossary_rows(markdown) == [
+        {"English": "tensor", "简体": "张量", "繁體": "張量"}
+    ]

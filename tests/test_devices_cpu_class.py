@@ -13,12 +13,21 @@ import mnist_helpers.devices as devices
         ("fpu avx2 avx512f avx512_bf16 amx_tile amx_bf16", {}, "amx-bf16"),
         ("fpu avx2 avx512f", {}, "avx512"),
         ("fpu avx2 fma", {}, "avx2"),
-        ("fpu avx2 avx512f amx_tile amx_bf16", {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-         "avx2 (ISA-limited)"),
-        ("fpu avx2 avx512f amx_tile amx_bf16", {"ATEN_CPU_CAPABILITY": "avx2"}, "amx-bf16"),  # oneDNN not limited
+        (
+            "fpu avx2 avx512f amx_tile amx_bf16",
+            {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+            "avx2 (ISA-limited)",
+        ),
+        (
+            "fpu avx2 avx512f amx_tile amx_bf16",
+            {"ATEN_CPU_CAPABILITY": "avx2"},
+            "amx-bf16",
+        ),  # oneDNN not limited
     ],
 )
-def test_cpu_class(monkeypatch: pytest.MonkeyPatch, flags: str, env: dict[str, str], expected: str) -> None:
+def test_cpu_class(
+    monkeypatch: pytest.MonkeyPatch, flags: str, env: dict[str, str], expected: str
+) -> None:
     monkeypatch.setattr(devices, "_cpuinfo", lambda: f"flags\t\t: {flags}\n")
     monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)

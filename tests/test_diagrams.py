@@ -31,9 +31,13 @@ def _hooked_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     handles = []
     for name, module in model.named_modules():
         if name and not list(module.children()):
-            handles.append(module.register_forward_hook(
-                lambda _m, _a, out, name=name: shapes.__setitem__(
-                    name, tuple(out.shape[1:]))))
+            handles.append(
+                module.register_forward_hook(
+                    lambda _m, _a, out, name=name: shapes.__setitem__(
+                        name, tuple(out.shape[1:])
+                    )
+                )
+            )
     model.eval()
     with torch.no_grad():
         model(torch.zeros(2, 1, 28, 28))
@@ -89,8 +93,14 @@ def test_functional_steps_are_shown() -> None:
 
 def test_folding_keeps_batchnorm_visible() -> None:
     kinds = [row.kind for row in layer_table(BatchNormMLP(hidden=(30, 20)))]
-    assert kinds == ["Flatten", "Linear 784→30", "BatchNorm1d 30 + ReLU",
-                     "Linear 30→20", "BatchNorm1d 20 + ReLU", "Linear 20→10"]
+    assert kinds == [
+        "Flatten",
+        "Linear 784→30",
+        "BatchNorm1d 30 + ReLU",
+        "Linear 30→20",
+        "BatchNorm1d 20 + ReLU",
+        "Linear 20→10",
+    ]
 
 
 @pytest.mark.parametrize("name", list(MODEL_REGISTRY))

@@ -24,7 +24,9 @@ Y_PRED = np.array([0, 0, 1, 2, 2, 2, 2, 2, 0])
 
 def test_confusion_matrix_rows_are_true_columns_predicted() -> None:
     expected = np.array([[2, 0, 0], [0, 1, 2], [1, 0, 3]])
-    np.testing.assert_array_equal(confusion_matrix(Y_TRUE, Y_PRED, num_classes=3), expected)
+    np.testing.assert_array_equal(
+        confusion_matrix(Y_TRUE, Y_PRED, num_classes=3), expected
+    )
 
 
 def test_confusion_matrix_rejects_labels_out_of_range() -> None:
@@ -63,8 +65,12 @@ class _LogSoftmaxNet(nn.Module):
 def test_collect_predictions_returns_probabilities_in_order() -> None:
     labels = torch.tensor([3, 7, 1, 3])
     images = torch.zeros(4, 1, 28, 28)
-    images[torch.arange(4), 0, 0, torch.tensor([3, 7, 2, 3])] = 1.0  # third image predicted as 2
-    predictions = collect_predictions(_LogSoftmaxNet(), TensorSplit(images, labels), batch_size=3)
+    images[torch.arange(4), 0, 0, torch.tensor([3, 7, 2, 3])] = (
+        1.0  # third image predicted as 2
+    )
+    predictions = collect_predictions(
+        _LogSoftmaxNet(), TensorSplit(images, labels), batch_size=3
+    )
     np.testing.assert_array_equal(predictions.y_pred, [3, 7, 2, 3])
     np.testing.assert_array_equal(predictions.y_true, labels.numpy())
     np.testing.assert_allclose(predictions.probs.sum(axis=1), 1.0, rtol=1e-5)

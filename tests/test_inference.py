@@ -25,20 +25,35 @@ from mnist_helpers.inference import (
 MNIST_CENTRE = 14.0  # where MNIST puts the centre of mass, in pixel coordinates (its average over the test set)
 
 
-def digit_mask(width: int, height: int, box: tuple[float, float, float, float], shape: str = "7") -> np.ndarray:
+def digit_mask(
+    width: int, height: int, box: tuple[float, float, float, float], shape: str = "7"
+) -> np.ndarray:
     """A thick-stroked digit (1 = ink) drawn with lines and ellipses inside ``box`` (fractions of the image)."""
     mask = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(mask)
     x0, y0, x1, y1 = box[0] * width, box[1] * height, box[2] * width, box[3] * height
     stroke = max(2, round(0.12 * min(x1 - x0, y1 - y0)))
     if shape == "7":
-        draw.line([(x0, y0), (x1, y0), (x0 + 0.35 * (x1 - x0), y1)], fill=255, width=stroke, joint="curve")
+        draw.line(
+            [(x0, y0), (x1, y0), (x0 + 0.35 * (x1 - x0), y1)],
+            fill=255,
+            width=stroke,
+            joint="curve",
+        )
     elif shape == "0":
         draw.ellipse([x0, y0, x1, y1], outline=255, width=stroke)
     elif shape == "4":
         xm = x0 + 0.65 * (x1 - x0)
-        draw.line([(xm, y1), (xm, y0), (x0, y0 + 0.65 * (y1 - y0)), (x1, y0 + 0.65 * (y1 - y0))], fill=255,
-                  width=stroke)
+        draw.line(
+            [
+                (xm, y1),
+                (xm, y0),
+                (x0, y0 + 0.65 * (y1 - y0)),
+                (x1, y0 + 0.65 * (y1 - y0)),
+            ],
+            fill=255,
+            width=stroke,
+        )
     return np.asarray(mask, dtype=np.float32) / 255
 
 
@@ -55,9 +70,15 @@ def photo(
 ) -> np.ndarray:
     """A greyscale 'photo': ``ink`` strokes on ``paper`` lit with a left-to-right ``gradient`` plus noise."""
     mask = digit_mask(width, height, box, shape)
-    background = paper + gradient * np.linspace(-0.5, 0.5, width, dtype=np.float32)[None, :]
+    background = (
+        paper + gradient * np.linspace(-0.5, 0.5, width, dtype=np.float32)[None, :]
+    )
     pixels = background * (1 - mask) + ink * mask
-    pixels = pixels + np.random.default_rng(seed).normal(0, noise, pixels.shape) if noise else pixels
+    pixels = (
+        pixels + np.random.default_rng(seed).normal(0, noise, pixels.shape)
+        if noise
+        else pixels
+    )
     return np.clip(pixels, 0, 255).round().astype(np.uint8)
 
 
@@ -75,10 +96,14 @@ def assert_mnist_like(tensor: torch.Tensor) -> None:
     ink = unnormalised(tensor)
     assert ink.max() > 0.9, "stroke cores should be full white, as in MNIST"
     row, col = centre_of_mass(ink)
-    assert abs(row - MNIST_CENTRE) <= 0.5 + 1e-6 and abs(col - MNIST_CENTRE) <= 0.5 + 1e-6, (row, col)
+    assert (
+        abs(row - MNIST_CENTRE) <= 0.5 + 1e-6 and abs(col - MNIST_CENTRE) <= 0.5 + 1e-6
+    ), (row, col)
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     longer_side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
-    assert 19 <= longer_side <= 21, "the digit's longer side is scaled to MNIST's 20 px box"
+    assert 19 <= longer_side <= 21, (
+        "the digit's longer side is scaled to MNIST's 20 px box"
+    )
 
 
 def as_input(pixels: np.ndarray, kind: str, mode: str, tmp_path: Path):
@@ -98,7 +123,9 @@ def as_input(pixels: np.ndarray, kind: str, mode: str, tmp_path: Path):
 @pytest.mark.parametrize("kind", ["path", "str", "pil", "array"])
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
 @pytest.mark.parametrize("dark_on_light", [True, False])
-def test_every_input_kind_gives_a_centred_28x28_digit(kind, mode, dark_on_light, tmp_path):
+def test_every_input_kind_gives_a_centred_28x28_digit(
+    kind, mode, dark_on_light, tmp_path
+):
     pixels = photo(173, 129, box=(0.5, 0.1, 0.8, 0.6))  # odd size, digit off-centre
     pixels = pixels if dark_on_light else 255 - pixels
     assert_mnist_like(preprocess(as_input(pixels, kind, mode, tmp_path)))
@@ -122,7 +149,9 @@ def test_any_size_and_position_gives_a_centred_28x28_digit(size, box, shape):
 def test_both_polarities_give_the_same_tensor():
     dark_on_light = photo(211, 157, box=(0.3, 0.25, 0.6, 0.8), shape="4")
     light_on_dark = 255 - dark_on_light
-    assert torch.allclose(preprocess(dark_on_light), preprocess(light_on_dark), atol=1e-4)
+    assert torch.allclose(
+        preprocess(dark_on_light), preprocess(light_on_dark), atol=1e-4
+    )
     # a different contrast (white chalk on a black board) gives the same digit too
     chalk = (digit_mask(211, 157, (0.3, 0.25, 0.6, 0.8), "4") * 255).astype(np.uint8)
     assert correlation(preprocess(dark_on_light), preprocess(chalk)) > 0.97
@@ -130,7 +159,9 @@ def test_both_polarities_give_the_same_tensor():
 
 def test_transparent_pixels_count_as_paper():
     mask = digit_mask(120, 90, (0.2, 0.1, 0.5, 0.9))
-    rgba = np.zeros((90, 120, 4), dtype=np.uint8)  # black strokes, fully transparent elsewhere
+    rgba = np.zeros(
+        (90, 120, 4), dtype=np.uint8
+    )  # black strokes, fully transparent elsewhere
     rgba[..., 3] = (mask * 255).astype(np.uint8)
     on_white = (255 * (1 - mask)).astype(np.uint8)
     assert torch.allclose(preprocess(rgba), preprocess(on_white), atol=1e-4)
@@ -139,30 +170,41 @@ def test_transparent_pixels_count_as_paper():
 
 def test_float_arrays_in_unit_range_are_accepted():
     pixels = photo(80, 60)
-    assert torch.allclose(preprocess(pixels.astype(np.float32) / 255), preprocess(pixels), atol=1e-4)
+    assert torch.allclose(
+        preprocess(pixels.astype(np.float32) / 255), preprocess(pixels), atol=1e-4
+    )
 
 
 def test_phone_rotation_tag_is_applied(tmp_path):
     upright = photo(90, 140, box=(0.2, 0.2, 0.8, 0.6))
-    stored_sideways = np.rot90(upright, k=1)  # what the sensor wrote; EXIF orientation 6 turns it back
+    stored_sideways = np.rot90(
+        upright, k=1
+    )  # what the sensor wrote; EXIF orientation 6 turns it back
     exif = Image.Exif()
     exif[0x0112] = 6
     path = tmp_path / "phone.jpg"
-    Image.fromarray(np.ascontiguousarray(stored_sideways)).save(path, exif=exif, quality=95)
+    Image.fromarray(np.ascontiguousarray(stored_sideways)).save(
+        path, exif=exif, quality=95
+    )
     assert correlation(preprocess(path), preprocess(upright)) > 0.95
 
 
 def test_gradient_lighting_and_faint_noise_still_isolate_the_digit():
     box = (0.55, 0.2, 0.85, 0.8)
     clean = photo(400, 300, box=box)
-    harsh = photo(400, 300, box=box, paper=150, ink=40, gradient=160, noise=8)  # paper 70..230 grey
+    harsh = photo(
+        400, 300, box=box, paper=150, ink=40, gradient=160, noise=8
+    )  # paper 70..230 grey
     cleaned = preprocess_steps(harsh)["cleaned"]
     # nothing survives cleaning except the digit: every ink pixel lies within 2 px of the clean photo's ink
     rows, cols = np.nonzero(preprocess_steps(clean)["cleaned"])
     near_digit = np.zeros(cleaned.shape, dtype=bool)
     for dr in range(-2, 3):
         for dc in range(-2, 3):
-            near_digit[np.clip(rows + dr, 0, cleaned.shape[0] - 1), np.clip(cols + dc, 0, cleaned.shape[1] - 1)] = True
+            near_digit[
+                np.clip(rows + dr, 0, cleaned.shape[0] - 1),
+                np.clip(cols + dc, 0, cleaned.shape[1] - 1),
+            ] = True
     assert cleaned[~near_digit].max() == 0
     assert (cleaned[near_digit] > 0).mean() > 0.5, "and the digit itself is kept"
     assert correlation(preprocess(harsh), preprocess(clean)) > 0.95
@@ -183,8 +225,12 @@ def test_specks_of_dust_are_ignored():
         np.full((64, 48), 200, dtype=np.uint8),
         np.zeros((20, 20), dtype=np.uint8),
         np.random.default_rng(0).integers(0, 256, (120, 160)).astype(np.uint8),
-        np.clip(np.random.default_rng(1).normal(180, 6, (300, 400)), 0, 255).astype(np.uint8),
-        photo(300, 200, box=(0.4, 0.3, 0.6, 0.8), ink=175),  # ink almost the paper's colour: invisible
+        np.clip(np.random.default_rng(1).normal(180, 6, (300, 400)), 0, 255).astype(
+            np.uint8
+        ),
+        photo(
+            300, 200, box=(0.4, 0.3, 0.6, 0.8), ink=175
+        ),  # ink almost the paper's colour: invisible
     ],
     ids=["uniform", "black", "uniform-noise", "faint-noise", "no-contrast"],
 )
@@ -217,7 +263,12 @@ def truncated_png(path: Path) -> Path:
     "make, reason",
     [
         (lambda p: p, "file not found"),
-        (lambda p: (p.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a PNG"), p)[1], "not an image file"),
+        (
+            lambda p: (p.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a PNG"), p)[
+                1
+            ],
+            "not an image file",
+        ),
         (lambda p: (p.write_text("hello"), p)[1], "not an image file"),
         (truncated_png, "cannot decode"),
         (lambda p: (p.mkdir(), p)[1], "folder"),
@@ -240,8 +291,19 @@ def test_arrays_that_are_not_images_are_refused(shape):
 
 def test_steps_are_ordered_pictures_ending_in_the_network_input():
     steps = preprocess_steps(photo(500, 400))
-    assert list(steps) == ["grayscale", "background", "ink", "cleaned", "cropped", "scaled", "centred"]
-    assert steps["grayscale"].shape == (205, 256)  # big photos are shrunk to a 256 px working size
+    assert list(steps) == [
+        "grayscale",
+        "background",
+        "ink",
+        "cleaned",
+        "cropped",
+        "scaled",
+        "centred",
+    ]
+    assert steps["grayscale"].shape == (
+        205,
+        256,
+    )  # big photos are shrunk to a 256 px working size
     assert max(steps["scaled"].shape) == 20 and steps["centred"].shape == (28, 28)
     assert all(step.dtype == np.float32 for step in steps.values())
     expected = (torch.from_numpy(steps["centred"]) / 255 - MNIST_MEAN) / MNIST_STD
@@ -256,9 +318,14 @@ def test_a_real_mnist_digit_photographed_on_grey_paper_comes_back_unchanged():
     images, _ = mnist_tensors(train=False, limit=8)
     rng = np.random.default_rng(0)
     for original in images[:, 0].numpy().astype(np.float32):
-        sheet = np.full((150, 230), 175, dtype=np.float32) + np.linspace(-25, 25, 230)[None, :]
+        sheet = (
+            np.full((150, 230), 175, dtype=np.float32)
+            + np.linspace(-25, 25, 230)[None, :]
+        )
         top, left = 20 + rng.integers(0, 90), 15 + rng.integers(0, 180)
-        sheet[top : top + 28, left : left + 28] -= original / 255 * 140  # dark ink, lighter where MNIST is grey
+        sheet[top : top + 28, left : left + 28] -= (
+            original / 255 * 140
+        )  # dark ink, lighter where MNIST is grey
         sheet += rng.normal(0, 2, sheet.shape)
         recovered = unnormalised(preprocess(np.clip(sheet, 0, 255).astype(np.uint8)))
         assert correlation(recovered, original) > 0.8
@@ -279,16 +346,26 @@ class TinyNet(torch.nn.Module):
 def test_predict_batches_images_and_keeps_their_order(tmp_path):
     torch.manual_seed(0)
     model = TinyNet().train()
-    images = [photo(120, 90, shape=s) for s in "7047"] + [Image.fromarray(photo(60, 60, shape="0"))]
+    images = [photo(120, 90, shape=s) for s in "7047"] + [
+        Image.fromarray(photo(60, 60, shape="0"))
+    ]
     results = predict(model, images, batch_size=3)
-    assert model.batch_sizes == [3, 2] and model.training, "batched, and the caller's mode is restored"
+    assert model.batch_sizes == [3, 2] and model.training, (
+        "batched, and the caller's mode is restored"
+    )
     assert len(results) == 5 and all(isinstance(r, Prediction) for r in results)
-    expected = torch.softmax(model(torch.stack([preprocess(i) for i in images])), dim=1).detach().numpy()
+    expected = (
+        torch.softmax(model(torch.stack([preprocess(i) for i in images])), dim=1)
+        .detach()
+        .numpy()
+    )
     for result, probabilities in zip(results, expected):
         label, probs = result.label, result.probabilities
         assert result.frame is not None and result.frame.shape == (28, 28)
         assert probs.shape == (10,) and np.isclose(probs.sum(), 1)
-        assert label == int(probabilities.argmax()) and np.allclose(probs, probabilities, atol=1e-5)
+        assert label == int(probabilities.argmax()) and np.allclose(
+            probs, probabilities, atol=1e-5
+        )
         assert result.confidence == pytest.approx(probs.max())
 
 
@@ -303,7 +380,9 @@ def test_one_bad_image_does_not_lose_the_others(tmp_path):
         predict(model, [good, blank, good])
     results = predict(model, [good, blank, missing, good], on_error="collect")
     assert isinstance(results[0], Prediction) and isinstance(results[3], Prediction)
-    assert isinstance(results[1], NoInkError) and isinstance(results[2], UnreadableImageError)
+    assert isinstance(results[1], NoInkError) and isinstance(
+        results[2], UnreadableImageError
+    )
     assert predict(model, [blank], on_error="collect")[0].source == str(blank)
     assert predict(model, []) == []
     with pytest.raises(TypeError, match="list of images"):
@@ -315,8 +394,12 @@ def test_real_handwriting_from_other_writers_is_never_rejected():
     white paper, the digit filling the picture. Each one must give a digit, not "no digit found"."""
     from sklearn.datasets import load_digits
 
-    for cells in load_digits().images[::9]:  # 200 of the 1,797, every digit and every writer's share
-        picture = Image.fromarray((255 - cells * 255 / 16).astype(np.uint8)).resize((96, 96), Image.Resampling.BICUBIC)
+    for cells in load_digits().images[
+        ::9
+    ]:  # 200 of the 1,797, every digit and every writer's share
+        picture = Image.fromarray((255 - cells * 255 / 16).astype(np.uint8)).resize(
+            (96, 96), Image.Resampling.BICUBIC
+        )
         assert_mnist_like(preprocess(picture))
 
 
@@ -325,10 +408,16 @@ def test_strokes_thinner_than_mnist_are_thickened_and_thick_ones_left_alone():
 
     def relative_width(pen: int) -> float:
         mask = Image.new("L", (400, 400), 0)
-        ImageDraw.Draw(mask).line([(100, 60), (300, 60), (170, 340)], fill=255, width=pen)
+        ImageDraw.Draw(mask).line(
+            [(100, 60), (300, 60), (170, 340)], fill=255, width=pen
+        )
         cleaned = preprocess_steps(255 - np.asarray(mask))["cleaned"] > 0
         rows, cols = np.nonzero(cleaned)
         return stroke_width(cleaned) / (max(np.ptp(rows), np.ptp(cols)) + 1)
 
-    assert relative_width(2) >= MIN_STROKE - 0.02  # a hairline is grown to MNIST's thinnest strokes
-    assert relative_width(40) == pytest.approx(40 / 296, rel=0.25)  # a marker keeps its width
+    assert (
+        relative_width(2) >= MIN_STROKE - 0.02
+    )  # a hairline is grown to MNIST's thinnest strokes
+    assert relative_width(40) == pytest.approx(
+        40 / 296, rel=0.25
+    )  # a marker keeps its width

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_helpers.inspection import eval_mode, forward_hooks, grad_cam, layer_outputs, saliency
+from mnist_helpers.inspection import (
+    eval_mode,
+    forward_hooks,
+    grad_cam,
+    layer_outputs,
+    saliency,
+)
 from mnist_helpers.models import SimpleCNN
 
 
@@ -20,7 +26,10 @@ def test_forward_hooks_record_every_named_layer_and_are_removed_afterwards() -> 
     with forward_hooks(model, ["conv1", "pool2", "fc1"]) as outputs:
         logits = model(x)
     assert {name: tuple(out.shape) for name, out in outputs.items()} == {
-        "conv1": (2, 32, 28, 28), "pool2": (2, 64, 7, 7), "fc1": (2, 128)}
+        "conv1": (2, 32, 28, 28),
+        "pool2": (2, 64, 7, 7),
+        "fc1": (2, 128),
+    }
     torch.testing.assert_close(model.fc2(torch.relu(outputs["fc1"])), logits)
     assert all(not module._forward_hooks for module in model.modules())
 
@@ -39,9 +48,13 @@ def test_forward_hooks_name_an_unknown_layer_and_list_the_real_ones() -> None:
             pass
 
 
-def test_layer_outputs_match_the_layer_applied_by_hand_and_restore_training_mode() -> None:
+def test_layer_outputs_match_the_layer_applied_by_hand_and_restore_training_mode() -> (
+    None
+):
     model, x = _simplecnn().train(), torch.randn(5, 1, 28, 28)
-    outputs = layer_outputs(model, x, ["conv1", "fc2"], batch_size=2)  # 3 batches, concatenated in order
+    outputs = layer_outputs(
+        model, x, ["conv1", "fc2"], batch_size=2
+    )  # 3 batches, concatenated in order
     assert model.training
     with torch.no_grad():
         torch.testing.assert_close(outputs["conv1"], model.conv1(x))
@@ -57,7 +70,9 @@ def test_eval_mode_restores_the_previous_mode() -> None:
     assert model.training
 
 
-def test_saliency_of_a_linear_model_is_the_absolute_weight_row_of_the_target_class() -> None:
+def test_saliency_of_a_linear_model_is_the_absolute_weight_row_of_the_target_class() -> (
+    None
+):
     torch.manual_seed(1)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     x = torch.randn(4, 1, 4, 4)
@@ -65,7 +80,9 @@ def test_saliency_of_a_linear_model_is_the_absolute_weight_row_of_the_target_cla
     expected = model[1].weight.detach().abs()[target].reshape(4, 4, 4)
     torch.testing.assert_close(saliency(model, x, target), expected)
     predicted = model(x).argmax(1)
-    torch.testing.assert_close(saliency(model, x), model[1].weight.detach().abs()[predicted].reshape(4, 4, 4))
+    torch.testing.assert_close(
+        saliency(model, x), model[1].weight.detach().abs()[predicted].reshape(4, 4, 4)
+    )
     with pytest.raises(ValueError, match="one class per image"):
         saliency(model, x, torch.tensor([0, 1]))
 
@@ -92,23 +109,41 @@ def test_grad_cam_shows_the_evidence_for_the_class_and_none_against_it() -> None
     assert for_zero.shape == (1, 8, 8)
     assert float(for_zero.max()) == pytest.approx(1.0)
     assert for_zero[0, 2:4, 5:7].min() == pytest.approx(1.0)  # the blob is the peak
-    assert float(for_zero[0, 0, 0]) == 0.0 and float(for_zero[0, 6, 1]) == pytest.approx(0.5)
-    assert float(grad_cam(_SumOfFeature(), image, "conv", torch.tensor([1])).abs().max()) == 0.0
+    assert float(for_zero[0, 0, 0]) == 0.0 and float(
+        for_zero[0, 6, 1]
+    ) == pytest.approx(0.5)
+    assert (
+        float(grad_cam(_SumOfFeature(), image, "conv", torch.tensor([1])).abs().max())
+        == 0.0
+    )
 
 
-def test_grad_cam_weights_what_the_next_layer_receives_when_given_the_activation() -> None:
+def test_grad_cam_weights_what_the_next_layer_receives_when_given_the_activation() -> (
+    None
+):
     image = torch.zeros(1, 1, 8, 8)
-    image[0, 0, 1, 1] = -3.0  # negative output of the layer: evidence for class 1 if taken raw
+    image[
+        0, 0, 1, 1
+    ] = -3.0  # negative output of the layer: evidence for class 1 if taken raw
     image[0, 0, 5, 5] = 1.0
     raw = grad_cam(_SumOfFeature(), image, "conv", torch.tensor([1]))
     assert float(raw[0, 1, 1]) == pytest.approx(1.0)
-    rectified = grad_cam(_SumOfFeature(), image, "conv", torch.tensor([1]), activation=torch.relu)
+    rectified = grad_cam(
+        _SumOfFeature(), image, "conv", torch.tensor([1]), activation=torch.relu
+    )
     assert float(rectified.abs().max()) == 0.0  # after a ReLU nothing supports class 1
-    rectified_zero = grad_cam(_SumOfFeature(), image, "conv", torch.tensor([0]), activation=torch.relu)
-    assert float(rectified_zero[0, 5, 5]) == pytest.approx(1.0) and float(rectified_zero[0, 1, 1]) == 0.0
+    rectified_zero = grad_cam(
+        _SumOfFeature(), image, "conv", torch.tensor([0]), activation=torch.relu
+    )
+    assert (
+        float(rectified_zero[0, 5, 5]) == pytest.approx(1.0)
+        and float(rectified_zero[0, 1, 1]) == 0.0
+    )
 
 
-def test_grad_cam_on_simplecnn_is_at_input_resolution_in_zero_one_and_works_on_frozen_weights() -> None:
+def test_grad_cam_on_simplecnn_is_at_input_resolution_in_zero_one_and_works_on_frozen_weights() -> (
+    None
+):
     model, x = _simplecnn(), torch.randn(3, 1, 28, 28)
     for parameter in model.parameters():
         parameter.requires_grad_(False)

@@ -7,19 +7,37 @@ import pytest
 import torch
 
 from mnist_helpers.calibration import reliability_bins
-from mnist_helpers.inspection_plots import (PanelRow, accuracy_vs_epsilon, embedding_pair, feature_map_rows,
-                                            filter_grid, panel_rows, reliability_diagrams)
+from mnist_helpers.inspection_plots import (
+    PanelRow,
+    accuracy_vs_epsilon,
+    embedding_pair,
+    feature_map_rows,
+    filter_grid,
+    panel_rows,
+    reliability_diagrams,
+)
 
 
 def _images(fig):
     return [image for ax in fig.axes for image in ax.get_images()]
 
 
-def test_panel_rows_share_one_scale_per_row_and_draw_the_colour_bars_asked_for() -> None:
-    digits = PanelRow("digit", np.random.default_rng(0).random((3, 5, 5)), titles=["a", "b", "c"],
-                      title_colors=["green", "red", "green"])
-    heat = PanelRow("heat", np.random.default_rng(1).random((2, 5, 5)), cmap="inferno", limits=(0, 1),
-                    colorbar="importance")
+def test_panel_rows_share_one_scale_per_row_and_draw_the_colour_bars_asked_for() -> (
+    None
+):
+    digits = PanelRow(
+        "digit",
+        np.random.default_rng(0).random((3, 5, 5)),
+        titles=["a", "b", "c"],
+        title_colors=["green", "red", "green"],
+    )
+    heat = PanelRow(
+        "heat",
+        np.random.default_rng(1).random((2, 5, 5)),
+        cmap="inferno",
+        limits=(0, 1),
+        colorbar="importance",
+    )
     fig = panel_rows([digits, heat], "title")
     images = _images(fig)
     assert len(images) == 5
@@ -55,11 +73,15 @@ def test_filter_grid_uses_a_symmetric_scale_around_zero() -> None:
     assert any(ax.get_ylabel() == "weight" for ax in fig.axes)
 
 
-def test_embedding_pair_circles_the_marked_points_and_counts_them_in_the_legend() -> None:
+def test_embedding_pair_circles_the_marked_points_and_counts_them_in_the_legend() -> (
+    None
+):
     points = np.random.default_rng(0).random((20, 2))
     marked = np.zeros(20, dtype=bool)
     marked[[3, 7]] = True
-    fig = embedding_pair({"pixels": points, "features": points}, np.arange(20) % 10, marked, "maps")
+    fig = embedding_pair(
+        {"pixels": points, "features": points}, np.arange(20) % 10, marked, "maps"
+    )
     panels = [ax for ax in fig.axes if ax.get_title() in ("pixels", "features")]
     assert len(panels) == 2
     assert [len(c.get_offsets()) for c in panels[0].collections] == [20, 2]
@@ -82,9 +104,14 @@ def test_accuracy_vs_epsilon_labels_its_axes_and_annotates_each_point() -> None:
     assert [text.get_text() for text in ax.texts] == ["99.0%", "90.0%", "50.0%"]
 
 
-def test_a_heatmap_row_with_an_underlay_draws_the_digit_beneath_a_transparent_heatmap() -> None:
+def test_a_heatmap_row_with_an_underlay_draws_the_digit_beneath_a_transparent_heatmap() -> (
+    None
+):
     digits, heat = np.zeros((2, 4, 4)), np.ones((2, 4, 4))
-    fig = panel_rows([PanelRow("Grad-CAM", heat, cmap="jet", limits=(0, 1), underlay=digits)], "overlay")
+    fig = panel_rows(
+        [PanelRow("Grad-CAM", heat, cmap="jet", limits=(0, 1), underlay=digits)],
+        "overlay",
+    )
     first = fig.axes[0].get_images()
     assert [image.get_cmap().name for image in first] == ["gray", "jet"]
     assert first[0].get_alpha() is None and first[1].get_alpha() == 0.6

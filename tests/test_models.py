@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from mnist_helpers.models import (
+    BNCNN,
     CNN,
     MLP,
     MODEL_REGISTRY,
-    BNCNN,
     BatchNormMLP,
     SimpleCNN,
     build_model,
@@ -36,19 +36,29 @@ def test_every_model_maps_a_batch_to_ten_scores(name: str) -> None:
 
 
 def test_mlp_parameter_counts() -> None:
-    tutorial_a = linear(784, 256) + linear(256, 512) + linear(512, 344) + linear(344, 10)
+    tutorial_a = (
+        linear(784, 256) + linear(256, 512) + linear(512, 344) + linear(344, 10)
+    )
     tutorial_b = linear(784, 128) + linear(128, 128) + linear(128, 10)
     assert count_parameters(MLP()) == tutorial_a == 512_466
     assert count_parameters(MLP((128, 128))) == tutorial_b
 
 
 def test_batchnorm_mlp_parameter_count() -> None:
-    expected = linear(784, 300) + batchnorm(300) + linear(300, 100) + batchnorm(100) + linear(100, 10)
+    expected = (
+        linear(784, 300)
+        + batchnorm(300)
+        + linear(300, 100)
+        + batchnorm(100)
+        + linear(100, 10)
+    )
     assert count_parameters(BatchNormMLP()) == expected
 
 
 def test_cnn_parameter_count_and_log_probabilities() -> None:
-    assert count_parameters(CNN()) == conv(1, 10, 5) + conv(10, 20, 3) + linear(20 * 10 * 10, 500) + linear(500, 10)
+    assert count_parameters(CNN()) == conv(1, 10, 5) + conv(10, 20, 3) + linear(
+        20 * 10 * 10, 500
+    ) + linear(500, 10)
     out = CNN()(torch.randn(4, 1, 28, 28))
     torch.testing.assert_close(out.exp().sum(dim=1), torch.ones(4))
 
@@ -71,12 +81,19 @@ def test_count_parameters_can_skip_frozen_layers() -> None:
     model = MLP((8,))
     model.layers[1].requires_grad_(False)
     assert count_parameters(model) == linear(8, 10)
-    assert count_parameters(model, trainable_only=False) == linear(784, 8) + linear(8, 10)
+    assert count_parameters(model, trainable_only=False) == linear(784, 8) + linear(
+        8, 10
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "config"),
-    [("mlp", {"hidden": [32, 16]}), ("bnmlp", {"hidden": [20]}), ("cnn", {}), ("simplecnn", {"fc_dropout": 0.1})],
+    [
+        ("mlp", {"hidden": [32, 16]}),
+        ("bnmlp", {"hidden": [20]}),
+        ("cnn", {}),
+        ("simplecnn", {"fc_dropout": 0.1}),
+    ],
 )
 def test_config_rebuilds_the_same_architecture(name: str, config: dict) -> None:
     model = build_model(name, **config)
@@ -93,17 +110,29 @@ def test_build_model_rejects_unknown_names_listing_the_known_ones() -> None:
         assert name in str(info.value)
 
 
-
 def test_bncnn_parameter_count_and_stages() -> None:
     widths, depths = (16, 32, 64), (2, 2, 1)
-    convs = [(1, 16), (16, 16), (16, 32), (32, 32), (32, 64)]  # no conv bias: BatchNorm follows every conv
-    expected = sum(c_in * c_out * 9 + batchnorm(c_out) for c_in, c_out in convs) + linear(64, 10)
+    convs = [
+        (1, 16),
+        (16, 16),
+        (16, 32),
+        (32, 32),
+        (32, 64),
+    ]  # no conv bias: BatchNorm follows every conv
+    expected = sum(
+        c_in * c_out * 9 + batchnorm(c_out) for c_in, c_out in convs
+    ) + linear(64, 10)
     model = BNCNN(widths, depths)
     assert count_parameters(model) == expected
-    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules()) == len(widths) - 1
+    assert (
+        sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())
+        == len(widths) - 1
+    )
 
 
-@pytest.mark.parametrize("widths, depths", [((16, 32), (2,)), ((16, 0), (1, 1)), ((), ())])
+@pytest.mark.parametrize(
+    "widths, depths", [((16, 32), (2,)), ((16, 0), (1, 1)), ((), ())]
+)
 def test_bncnn_rejects_mismatched_or_empty_stages(widths, depths) -> None:
     with pytest.raises(ValueError, match="one positive depth per positive width"):
         BNCNN(widths, depths)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mnist_helpers.checkpoints import save_checkpoint
-from mnist_helpers.fingerprint import library_fingerprint
 from mnist_helpers.data import MNISTSplits, TensorSplit
+from mnist_helpers.fingerprint import library_fingerprint
 from mnist_helpers.models import SimpleCNN
 from mnist_helpers.pretrained import chapter07_simplecnn
 from mnist_helpers.recipes import RECIPES
@@ -18,13 +18,24 @@ from mnist_helpers.saving import TrainingRecord
 
 
 def _record(description: str) -> TrainingRecord:
-    return TrainingRecord(recipe="simplecnn", description=description, mean=0.1307, std=0.3081,
-                          profile="full", seed=42, best_epoch=3, val_acc=0.99, val_loss=0.03)
+    return TrainingRecord(
+        recipe="simplecnn",
+        description=description,
+        mean=0.1307,
+        std=0.3081,
+        profile="full",
+        seed=42,
+        best_epoch=3,
+        val_acc=0.99,
+        val_loss=0.03,
+    )
 
 
 @pytest.fixture
 def toy_splits(toy_split: Callable[..., TensorSplit]) -> MNISTSplits:
-    return MNISTSplits(train=toy_split(64, 0), val=toy_split(32, 1), test=toy_split(32, 2))
+    return MNISTSplits(
+        train=toy_split(64, 0), val=toy_split(32, 1), test=toy_split(32, 2)
+    )
 
 
 def test_a_checkpoint_of_the_chapter_recipe_is_loaded_with_its_provenance(
@@ -47,10 +58,14 @@ def test_a_checkpoint_of_another_recipe_is_not_reused(
     tmp_path: Path, toy_splits: MNISTSplits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MNIST_BOOK_PROFILE", "smoke")
-    path = save_checkpoint(tmp_path / "simplecnn.pt", SimpleCNN(), **_record("something else").metadata())
+    path = save_checkpoint(
+        tmp_path / "simplecnn.pt", SimpleCNN(), **_record("something else").metadata()
+    )
     before = path.read_bytes()
 
     _, provenance = chapter07_simplecnn(toy_splits, "cpu", path)
 
     assert provenance.source == "trained in this notebook"
-    assert path.read_bytes() != before  # replaced by the model trained with the chapter's recipe
+    assert (
+        path.read_bytes() != before
+    )  # replaced by the model trained with the chapter's recipe

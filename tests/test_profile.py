@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_helpers.profile import BUDGETS, PROFILE_ENV, Budget, budget, current_profile, is_smoke
+from mnist_helpers.profile import (
+    BUDGETS,
+    PROFILE_ENV,
+    Budget,
+    budget,
+    current_profile,
+    is_smoke,
+)
 
 
 def test_default_profile_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -14,13 +21,17 @@ def test_default_profile_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("value", ["smoke", "SMOKE", " smoke "])
-def test_smoke_profile_is_read_from_env(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+def test_smoke_profile_is_read_from_env(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
     monkeypatch.setenv(PROFILE_ENV, value)
     assert current_profile() == "smoke"
     assert is_smoke()
 
 
-def test_bad_profile_names_value_choices_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_profile_names_value_choices_and_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv(PROFILE_ENV, "smok")
     with pytest.raises(ValueError) as info:
         current_profile()

@@ -17,7 +17,9 @@ from book_tools.prose import measure, prose_units, sentences_of, word_count
 
 
 def _units_and_sentences(markdown: str) -> list[str]:
-    return [sentence for unit in prose_units(markdown) for sentence in sentences_of(unit)]
+    return [
+        sentence for unit in prose_units(markdown) for sentence in sentences_of(unit)
+    ]
 
 
 def test_a_decimal_number_does_not_end_a_sentence() -> None:
@@ -30,11 +32,16 @@ def test_a_decimal_number_does_not_end_a_sentence() -> None:
 
 def test_sentences_end_at_full_stops_question_and_exclamation_marks() -> None:
     assert len(sentences_of("Is it a 7? No! It is a 1. Look (again.) Then stop.")) == 5
-    assert len(sentences_of("**Weights.** What does a weight hold?")) == 2  # an exercise's title
+    assert (
+        len(sentences_of("**Weights.** What does a weight hold?")) == 2
+    )  # an exercise's title
 
 
 def test_common_abbreviations_do_not_end_a_sentence() -> None:
-    assert len(sentences_of("Use a small model, e.g. an MLP, i.e. layers vs. filters.")) == 1
+    assert (
+        len(sentences_of("Use a small model, e.g. an MLP, i.e. layers vs. filters."))
+        == 1
+    )
 
 
 def test_code_blocks_maths_and_headings_are_not_prose() -> None:
@@ -68,11 +75,15 @@ def test_inline_code_maths_and_glue_roles_are_one_word_each() -> None:
     assert "nn.Linear" not in only and "ch04_acc" not in only and "0.5" not in only
     assert word_count(only) == 8  # the three replaced pieces count as one word each
     first, second = sentences_of("See {doc}`04_mlp`. Then read on.")
-    assert "04_mlp" not in first and word_count(first) == 2 and second == "Then read on."
+    assert (
+        "04_mlp" not in first and word_count(first) == 2 and second == "Then read on."
+    )
 
 
 def test_table_rows_are_not_prose() -> None:
-    markdown = "| model | accuracy. more |\n|---|---|\n| MLP | 97.9. yes |\n\nAfter the table."
+    markdown = (
+        "| model | accuracy. more |\n|---|---|\n| MLP | 97.9. yes |\n\nAfter the table."
+    )
     assert _units_and_sentences(markdown) == ["After the table."]
 
 
@@ -126,12 +137,23 @@ Last."""
 
 def test_measure_reads_a_notebooks_markdown_cells_only(tmp_path: Path) -> None:
     cells = [
-        {"cell_type": "markdown", "metadata": {}, "source": ["# Title\n", "\n", "Short one. Short two."]},
-        {"cell_type": "code", "metadata": {}, "source": "print('Not prose. At all.')",
-         "outputs": [], "execution_count": None},
+        {
+            "cell_type": "markdown",
+            "metadata": {},
+            "source": ["# Title\n", "\n", "Short one. Short two."],
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": "print('Not prose. At all.')",
+            "outputs": [],
+            "execution_count": None,
+        },
     ]
     path = tmp_path / "chapter.ipynb"
-    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    path.write_text(
+        json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    )
     stats = measure(path)
     assert stats.sentences == 2 and stats.mean_words == 2.0 and stats.ok
 
@@ -140,14 +162,20 @@ def _long_sentence(words: int) -> str:
     return " ".join(["word"] * (words - 1)) + " end."
 
 
-def test_cli_exits_0_under_the_targets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exits_0_under_the_targets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     page = tmp_path / "easy.md"
-    page.write_text("# Page\n\nA short sentence. Another short one.\n", encoding="utf-8")
+    page.write_text(
+        "# Page\n\nA short sentence. Another short one.\n", encoding="utf-8"
+    )
     assert prose.main([str(page)]) == 0
     assert capsys.readouterr().out.strip().endswith("ok")
 
 
-def test_cli_exits_1_over_the_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exits_1_over_the_mean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     page = tmp_path / "dense.md"
     page.write_text(f"{_long_sentence(20)} {_long_sentence(20)}\n", encoding="utf-8")
     assert prose.main([str(page)]) == 1
@@ -160,11 +188,19 @@ def test_cli_exits_1_over_the_count_of_long_sentences(
     over = prose.MAX_LONG_SENTENCES + 1
     shorts = " ".join(["Short."] * 40 * over)  # keeps the mean low
     page = tmp_path / "long.md"
-    page.write_text(" ".join([_long_sentence(prose.LONG_SENTENCE_WORDS + 1)] * over) + " " + shorts)
+    page.write_text(
+        " ".join([_long_sentence(prose.LONG_SENTENCE_WORDS + 1)] * over) + " " + shorts
+    )
     stats = measure(page)
-    assert stats.mean_words <= prose.MAX_MEAN_WORDS and len(stats.long_sentences) == over
+    assert (
+        stats.mean_words <= prose.MAX_MEAN_WORDS and len(stats.long_sentences) == over
+    )
     assert prose.main([str(page), "--show-long"]) == 1
     out = capsys.readouterr().out
     assert f"{prose.LONG_SENTENCE_WORDS + 1} words:" in out
-    page.write_text(" ".join([_long_sentence(prose.LONG_SENTENCE_WORDS + 1)] * (over - 1)) + " " + shorts)
+    page.write_text(
+        " ".join([_long_sentence(prose.LONG_SENTENCE_WORDS + 1)] * (over - 1))
+        + " "
+        + shorts
+    )
     assert prose.main([str(page)]) == 0

@@ -19,7 +19,9 @@ TOY = replace(RECIPES["mlp"], model_config={"hidden": (16,)}, batch_size=32)
 
 @pytest.fixture
 def splits(toy_split) -> MNISTSplits:
-    return MNISTSplits(train=toy_split(96, 0), val=toy_split(48, 1), test=toy_split(48, 2))
+    return MNISTSplits(
+        train=toy_split(96, 0), val=toy_split(48, 1), test=toy_split(48, 2)
+    )
 
 
 def test_every_recipe_has_a_budget_and_builds_its_model() -> None:
@@ -30,15 +32,31 @@ def test_every_recipe_has_a_budget_and_builds_its_model() -> None:
 
 def test_build_model_is_seeded() -> None:
     first, second = RECIPES["cnn"].build_model(), RECIPES["cnn"].build_model()
-    assert all(torch.equal(p, q) for p, q in zip(first.parameters(), second.parameters()))
+    assert all(
+        torch.equal(p, q) for p, q in zip(first.parameters(), second.parameters())
+    )
 
 
 def test_describe_names_every_setting_that_changes_the_result() -> None:
     base = RECIPES["simplecnn"].describe()
-    changes = {"lr": 2e-3, "batch_size": 64, "optimizer": "sgd", "schedule": "cosine", "gamma": 0.9,
-               "loss": "nll", "augment": True, "patience": 3, "monitor": "val_loss", "mean": 0.5, "seed": 1,
-               "weight_decay": 1e-4, "momentum": 0.9, "bf16": True, "model_config": {"fc_dropout": 0.3},
-               "label_smoothing": 0.1}
+    changes = {
+        "lr": 2e-3,
+        "batch_size": 64,
+        "optimizer": "sgd",
+        "schedule": "cosine",
+        "gamma": 0.9,
+        "loss": "nll",
+        "augment": True,
+        "patience": 3,
+        "monitor": "val_loss",
+        "mean": 0.5,
+        "seed": 1,
+        "weight_decay": 1e-4,
+        "momentum": 0.9,
+        "bf16": True,
+        "model_config": {"fc_dropout": 0.3},
+        "label_smoothing": 0.1,
+    }
     for field, value in changes.items():
         assert replace(RECIPES["simplecnn"], **{field: value}).describe() != base, field
 
@@ -46,44 +64,76 @@ def test_describe_names_every_setting_that_changes_the_result() -> None:
 def test_label_smoothing_moves_the_loss_target_off_the_label() -> None:
     logits, labels = torch.tensor([[9.0, 0.0, 0.0]]), torch.tensor([0])
     smoothed = replace(RECIPES["speedrun"], label_smoothing=0.3).loss_fn(logits, labels)
-    assert smoothed > RECIPES["mlp"].loss_fn(logits, labels)  # a confident, right answer is no longer loss-free
+    assert smoothed > RECIPES["mlp"].loss_fn(
+        logits, labels
+    )  # a confident, right answer is no longer loss-free
     with pytest.raises(ValueError, match="cross_entropy"):
         replace(RECIPES["cnn"], label_smoothing=0.1).loss_fn(logits, labels)
 
 
-def test_fit_recipe_is_deterministic_and_saves_the_best_epoch(splits: MNISTSplits, tmp_path) -> None:
+def test_fit_recipe_is_deterministic_and_saves_the_best_epoch(
+    splits: MNISTSplits, tmp_path
+) -> None:
     histories = []
     for run in range(2):
         model = TOY.build_model()
-        histories.append(fit_recipe(TOY, model, splits, device="cpu", epochs=2,
-                                    checkpoint_path=tmp_path / f"run{run}.pt"))
+        histories.append(
+            fit_recipe(
+                TOY,
+                model,
+                splits,
+                device="cpu",
+                epochs=2,
+                checkpoint_path=tmp_path / f"run{run}.pt",
+            )
+        )
         histories[-1].seconds = []
     assert histories[0] == histories[1]
     _, metadata = load_checkpoint(tmp_path / "run0.pt", expected=MLP)
-    assert metadata["recipe_description"] == TOY.describe() and metadata["epoch"] == histories[0].best_epoch
+    assert (
+        metadata["recipe_description"] == TOY.describe()
+        and metadata["epoch"] == histories[0].best_epoch
+    )
     assert metadata["normalization"] == {"mean": TOY.mean, "std": TOY.std}
 
 
-@pytest.mark.parametrize(("schedule", "second_epoch_lr"), [("cosine", 5e-4), ("step", 1e-3), ("constant", 1e-3)])
-def test_fit_recipe_steps_the_schedule(splits: MNISTSplits, schedule: str, second_epoch_lr: float) -> None:
+@pytest.mark.parametrize(
+    ("schedule", "second_epoch_lr"),
+    [("cosine", 5e-4), ("step", 1e-3), ("constant", 1e-3)],
+)
+def test_fit_recipe_steps_the_schedule(
+    splits: MNISTSplits, schedule: str, second_epoch_lr: float
+) -> None:
     recipe = replace(TOY, schedule=schedule, step_size=2, gamma=0.5)
     history = fit_recipe(recipe, recipe.build_model(), splits, device="cpu", epochs=2)
     assert history.lr == pytest.approx([1e-3, second_epoch_lr])
 
 
 def test_one_cycle_recipe_steps_every_batch(splits: MNISTSplits) -> None:
-    recipe = replace(RECIPES["fast"], model="mlp", model_config={"hidden": (16,)}, batch_size=32)
-    history = fit_recipe(recipe, recipe.build_model(), splits, device="cpu", epochs=2, bf16=False)
-    assert history.lr[0] == pytest.approx(recipe.lr / 25) and history.lr[1] > history.lr[0]
+    recipe = replace(
+        RECIPES["fast"], model="mlp", model_config={"hidden": (16,)}, batch_size=32
+    )
+    history = fit_recipe(
+        recipe, recipe.build_model(), splits, device="cpu", epochs=2, bf16=False
+    )
+    assert (
+        history.lr[0] == pytest.approx(recipe.lr / 25) and history.lr[1] > history.lr[0]
+    )
 
 
-def test_augmentation_draws_one_transform_per_image_and_is_seeded(splits: MNISTSplits) -> None:
+def test_augmentation_draws_one_transform_per_image_and_is_seeded(
+    splits: MNISTSplits,
+) -> None:
     batch = splits.train.images[:4]
     once = random_affine(batch, torch.Generator().manual_seed(1))
     assert torch.equal(once, random_affine(batch, torch.Generator().manual_seed(1)))
     assert not torch.equal(once, batch)
-    same_image = random_affine(batch[:1].repeat(4, 1, 1, 1), torch.Generator().manual_seed(1))
-    assert not torch.equal(same_image[0], same_image[1])  # each copy got its own rotation/scale/shift
+    same_image = random_affine(
+        batch[:1].repeat(4, 1, 1, 1), torch.Generator().manual_seed(1)
+    )
+    assert not torch.equal(
+        same_image[0], same_image[1]
+    )  # each copy got its own rotation/scale/shift
     first = [x for x, _ in Augmented(splits.train.batches(32), seed=0)]
     second = [x for x, _ in Augmented(splits.train.batches(32), seed=0)]
     assert all(torch.equal(a, b) for a, b in zip(first, second))
@@ -92,7 +142,9 @@ def test_augmentation_draws_one_transform_per_image_and_is_seeded(splits: MNISTS
 def test_augmentation_fills_with_the_background_not_zero() -> None:
     background = -0.4242
     blank = torch.full((2, 1, 28, 28), background)
-    moved = random_affine(blank, torch.Generator().manual_seed(0), degrees=30, background=background)
+    moved = random_affine(
+        blank, torch.Generator().manual_seed(0), degrees=30, background=background
+    )
     assert torch.allclose(moved, blank, atol=1e-5)
 
 

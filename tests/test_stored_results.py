@@ -53,7 +53,9 @@ def glued(chapter: str) -> dict[str, Any]:
         ("07_simplecnn.ipynb", "ch07_test_acc", 99.4),
     ],
 )
-def test_stored_test_accuracy_meets_the_chapter_target(chapter: str, name: str, target: float) -> None:
+def test_stored_test_accuracy_meets_the_chapter_target(
+    chapter: str, name: str, target: float
+) -> None:
     """Within sampling noise: a re-execution below its target by more than two standard errors fails.
 
     One seed's accuracy on 10,000 test images carries a standard error of about 0.08 points at 99.4%,
@@ -62,13 +64,21 @@ def test_stored_test_accuracy_meets_the_chapter_target(chapter: str, name: str, 
     would flip on one image; at two standard errors it still catches any real regression.
     """
     accuracy = glued(chapter)[name]
-    standard_error = 100 * math.sqrt(accuracy / 100 * (1 - accuracy / 100) / TEST_IMAGES)
-    assert accuracy >= target - 2 * standard_error, f"{accuracy:.2f}% is below {target}% - 2 x {standard_error:.3f}"
+    standard_error = 100 * math.sqrt(
+        accuracy / 100 * (1 - accuracy / 100) / TEST_IMAGES
+    )
+    assert accuracy >= target - 2 * standard_error, (
+        f"{accuracy:.2f}% is below {target}% - 2 x {standard_error:.3f}"
+    )
 
 
 def test_chapter_05_tests_the_recipe_with_the_best_validation_accuracy() -> None:
     values = glued("06_cnn.ipynb")
-    candidates = [values["ch06_best_val_acc"], values["ch06_cosine_val_acc"], values["ch06_augmented_val_acc"]]
+    candidates = [
+        values["ch06_best_val_acc"],
+        values["ch06_cosine_val_acc"],
+        values["ch06_augmented_val_acc"],
+    ]
     assert values["ch06_chosen_val_acc"] == max(candidates)
 
 
@@ -81,7 +91,9 @@ def test_chapter_05_tests_the_recipe_with_the_best_validation_accuracy() -> None
         ("07_simplecnn.ipynb", "ch07_recipe", "simplecnn"),
     ],
 )
-def test_the_chapters_stored_choice_is_the_librarys_recipe(chapter: str, name: str, recipe: str) -> None:
+def test_the_chapters_stored_choice_is_the_librarys_recipe(
+    chapter: str, name: str, recipe: str
+) -> None:
     """What ``train --model NAME`` and the benchmarks run is what the chapter chose and showed."""
     assert glued(chapter)[name] == RECIPES[recipe].describe()
 
@@ -99,7 +111,9 @@ def test_committed_speed_results_measure_the_current_recipes_over_five_seeds() -
     assert not result["quick"]
     rungs = {rung.name: rung for rung in ladder.RUNGS}
     for record in result["rungs"]:
-        assert record["recipe_description"] == rungs[record["name"]].recipe.describe(), record["name"]
+        assert (
+            record["recipe_description"] == rungs[record["name"]].recipe.describe()
+        ), record["name"]
         seeds = [t["seed"] for t in result["timings"] if t["rung"] == record["name"]]
         assert record["skipped"] or len(set(seeds)) >= 5, record["name"]
     whole = [run["recipe"] for run in result["runs"]]
@@ -109,7 +123,9 @@ def test_committed_speed_results_measure_the_current_recipes_over_five_seeds() -
 def test_the_speed_run_mean_reaches_99_4_percent() -> None:
     """The chapter's headline claim, within two standard errors of the mean over seeds."""
     result = load_result(RESULTS / "speed_cpu.json", schema=ladder.SCHEMA)
-    accuracy = [run["test_accuracy"] for run in result["runs"] if run["recipe"] == "speedrun"]
+    accuracy = [
+        run["test_accuracy"] for run in result["runs"] if run["recipe"] == "speedrun"
+    ]
     mean, se = _mean_and_se(accuracy)
     assert len(accuracy) >= 5 and mean >= ladder.TARGET - 2 * se
 
@@ -122,17 +138,28 @@ def test_committed_leaderboard_has_three_seeds_of_every_current_recipe() -> None
         runs = [run for run in board["runs"] if run["recipe"] == name]
         assert len({run["seed"] for run in runs}) >= 3, name
         for run in runs:
-            assert run["description"] == replace(RECIPES[name], seed=run["seed"]).describe(), (name, run["seed"])
+            assert (
+                run["description"]
+                == replace(RECIPES[name], seed=run["seed"]).describe()
+            ), (name, run["seed"])
         assert set(board["latency"][name]) == {"one_image_s", "batch_1000_s"}
-    members = [run for run in board["runs"] if run["recipe"] == leaderboard.ENSEMBLE_RECIPE]
+    members = [
+        run for run in board["runs"] if run["recipe"] == leaderboard.ENSEMBLE_RECIPE
+    ]
     assert board["ensemble"]["members"] == len(members)
 
 
-def test_the_books_own_network_averages_past_99_6_percent_and_its_ensemble_gains() -> None:
+def test_the_books_own_network_averages_past_99_6_percent_and_its_ensemble_gains() -> (
+    None
+):
     """Chapter 11's claims: BNCNN's mean over seeds passes 99.6% (within two standard errors of the mean),
     and averaging its members' probabilities beats the mean member."""
     board = load_result(RESULTS / "leaderboard_cpu.json", schema=leaderboard.SCHEMA)
-    accuracy = [run["test_accuracy"] for run in board["runs"] if run["recipe"] == leaderboard.ENSEMBLE_RECIPE]
+    accuracy = [
+        run["test_accuracy"]
+        for run in board["runs"]
+        if run["recipe"] == leaderboard.ENSEMBLE_RECIPE
+    ]
     mean, se = _mean_and_se(accuracy)
     assert len(accuracy) >= 3 and mean >= 0.996 - 2 * se
     assert board["ensemble"]["test_accuracy"] > mean

@@ -26,18 +26,27 @@ def test_read_scalars_returns_every_tag_by_step(tmp_path: Path) -> None:
     steps, values = scalars["accuracy/train"]
     assert steps == [1, 2, 3]
     assert values == pytest.approx([1.2, 2.2, 3.2])  # stored as float32
-    assert read_scalars(str(tmp_path / "run"))["learning_rate"][0] == [1, 2, 3]  # str paths too
+    assert read_scalars(str(tmp_path / "run"))["learning_rate"][0] == [
+        1,
+        2,
+        3,
+    ]  # str paths too
 
 
 def test_read_scalars_names_an_empty_folder(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=f"no TensorBoard logs in {tmp_path.as_posix()}: it holds no"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=f"no TensorBoard logs in {tmp_path.as_posix()}: it holds no",
+    ):
         read_scalars(tmp_path)
 
 
 def test_read_scalars_on_a_parent_folder_lists_the_runs_inside(tmp_path: Path) -> None:
     _write_epochs(tmp_path / "full" / "logits_to_ce", epochs=1)
     _write_epochs(tmp_path / "full" / "softmax_to_ce", epochs=1)
-    with pytest.raises(FileNotFoundError, match="run folders inside it: logits_to_ce, softmax_to_ce"):
+    with pytest.raises(
+        FileNotFoundError, match="run folders inside it: logits_to_ce, softmax_to_ce"
+    ):
         read_scalars(tmp_path / "full")
 
 

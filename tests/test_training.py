@@ -9,9 +9,9 @@ from torch import nn
 
 from mnist_helpers.checkpoints import load_checkpoint
 from mnist_helpers.data import TensorSplit
+from mnist_helpers.devices import seed_everything
 from mnist_helpers.models import MLP
 from mnist_helpers.progress import progress_enabled
-from mnist_helpers.devices import seed_everything
 from mnist_helpers.training import (
     EarlyStopping,
     History,
@@ -29,7 +29,9 @@ def small_mlp() -> MLP:
 
 def dropout_mlp() -> nn.Module:
     """Tiny net whose dropout draws from the global RNG: train-mode passes differ, seeded runs must not."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10)
+    )
 
 
 def test_train_one_epoch_reduces_loss(toy_split) -> None:
@@ -37,7 +39,9 @@ def test_train_one_epoch_reduces_loss(toy_split) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_before, _ = evaluate(model, split.batches(50))
     for epoch in range(3):
-        _, acc = train_one_epoch(model, split.batches(50, shuffle=True), optimizer, epoch=epoch + 1)
+        _, acc = train_one_epoch(
+            model, split.batches(50, shuffle=True), optimizer, epoch=epoch + 1
+        )
         assert 0.0 <= acc <= 1.0
     loss_after, acc_after = evaluate(model, split.batches(50))
     assert loss_after < loss_before / 2
@@ -68,7 +72,11 @@ def test_fit_history_has_one_entry_per_epoch(toy_split) -> None:
     per_epoch = ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
     assert set(per_epoch) <= set(history.as_dict())
     assert all(len(getattr(history, key)) == 2 for key in per_epoch)
-    assert history.epochs == 2 and history.best_epoch in (1, 2) and not history.stopped_early
+    assert (
+        history.epochs == 2
+        and history.best_epoch in (1, 2)
+        and not history.stopped_early
+    )
     assert history.best_val_acc == history.val_acc[history.best_epoch - 1]
 
 
@@ -101,7 +109,9 @@ def test_fit_restores_best_weights_and_checkpoints_them(tmp_path, toy_split) -> 
 
 def test_early_stopping_stops_when_nothing_improves(toy_split) -> None:
     model, split = small_mlp(), toy_split(100)
-    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # weights never change: no epoch improves
+    frozen = torch.optim.SGD(
+        model.parameters(), lr=0.0
+    )  # weights never change: no epoch improves
     history = fit(
         model,
         split.batches(50),
@@ -119,7 +129,9 @@ def test_early_stopping_counts_epochs_since_best_of_its_own_monitor() -> None:
     assert EarlyStopping(patience=2, monitor="val_loss").should_stop(history)
     assert not EarlyStopping(patience=3, monitor="val_loss").should_stop(history)
     assert not EarlyStopping(patience=1, monitor="val_acc").should_stop(history)
-    assert EarlyStopping(patience=2, monitor="val_acc", min_delta=0.35).should_stop(history)
+    assert EarlyStopping(patience=2, monitor="val_acc", min_delta=0.35).should_stop(
+        history
+    )
 
 
 class _StopAtEpoch:
@@ -151,7 +163,14 @@ def test_nan_loss_raises_before_the_weights_are_touched(toy_split) -> None:
     split.images[60] = float("nan")  # second batch of 50
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(TrainingDivergedError) as error:
-        fit(model, split.batches(50), split.batches(100), epochs=2, optimizer=optimizer, device="cpu")
+        fit(
+            model,
+            split.batches(50),
+            split.batches(100),
+            epochs=2,
+            optimizer=optimizer,
+            device="cpu",
+        )
     message = str(error.value)
     assert "nan" in message and "epoch 1, batch 2" in message and "lr 0.1" in message
     assert "lower learning rate" in message
@@ -179,7 +198,12 @@ def _seeded_run(split: TensorSplit) -> History:
     model = dropout_mlp()
     optimizer = torch.optim.Adam(model.parameters())
     return fit(
-        model, split.batches(20, shuffle=True), split.batches(40), epochs=2, optimizer=optimizer, device="cpu"
+        model,
+        split.batches(20, shuffle=True),
+        split.batches(40),
+        epochs=2,
+        optimizer=optimizer,
+        device="cpu",
     )
 
 
@@ -192,7 +216,11 @@ def test_same_seed_gives_identical_history_on_cpu(toy_split) -> None:
 @pytest.mark.parametrize("bad", [{"epochs": 0}, {"monitor": "accuracy"}])
 def test_fit_rejects_bad_arguments_clearly(bad: dict, toy_split) -> None:
     model, split = small_mlp(), toy_split(20)
-    arguments = {"epochs": 1, "optimizer": torch.optim.SGD(model.parameters(), lr=0.1), **bad}
+    arguments = {
+        "epochs": 1,
+        "optimizer": torch.optim.SGD(model.parameters(), lr=0.1),
+        **bad,
+    }
     with pytest.raises(ValueError, match=next(iter(bad))):
         fit(model, split.batches(10), split.batches(10), **arguments)
 

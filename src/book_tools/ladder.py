@@ -77,22 +77,54 @@ class Rung:
 
     @property
     def batch_size(self) -> int:
-        return TUTORIAL_E_BATCH_SIZE if self.loop == "tutorial_e" else self.recipe.batch_size
+        return (
+            TUTORIAL_E_BATCH_SIZE
+            if self.loop == "tutorial_e"
+            else self.recipe.batch_size
+        )
 
 
 FAST, SPEEDRUN = RECIPES["fast"], RECIPES["speedrun"]
 RUNGS: tuple[Rung, ...] = (
-    Rung("tutorial_e", "tutorial E as written (DataLoader, batch 128, 15 epochs)", "tutorial_e",
-         RECIPES["simplecnn"], data="dataloader"),
-    Rung("tensors", "+ batches sliced from tensors in memory", "tutorial_e", RECIPES["simplecnn"]),
-    Rung("onecycle", f"+ batch {FAST.batch_size}, AdamW + OneCycle, {FAST.epochs} epochs", "fit", FAST),
+    Rung(
+        "tutorial_e",
+        "tutorial E as written (DataLoader, batch 128, 15 epochs)",
+        "tutorial_e",
+        RECIPES["simplecnn"],
+        data="dataloader",
+    ),
+    Rung(
+        "tensors",
+        "+ batches sliced from tensors in memory",
+        "tutorial_e",
+        RECIPES["simplecnn"],
+    ),
+    Rung(
+        "onecycle",
+        f"+ batch {FAST.batch_size}, AdamW + OneCycle, {FAST.epochs} epochs",
+        "fit",
+        FAST,
+    ),
     Rung("bf16", "+ bf16 autocast and channels_last", "fit", FAST, bf16=True),
     Rung("compile", "+ torch.compile", "fit", FAST, bf16=True, compile=True),
-    Rung("speedrun", f"speed-run recipe: small BatchNorm convnet, {SPEEDRUN.epochs} epochs", "fit", SPEEDRUN, bf16=True),
-    Rung("speedrun_fp32", "speed-run recipe in fp32 (a CPU without bf16)", "fit", SPEEDRUN),
+    Rung(
+        "speedrun",
+        f"speed-run recipe: small BatchNorm convnet, {SPEEDRUN.epochs} epochs",
+        "fit",
+        SPEEDRUN,
+        bf16=True,
+    ),
+    Rung(
+        "speedrun_fp32",
+        "speed-run recipe in fp32 (a CPU without bf16)",
+        "fit",
+        SPEEDRUN,
+    ),
 )
 RUNG_NAMES = tuple(rung.name for rung in RUNGS)
-DEFAULT_WHOLE_RUNS = ("speedrun",)  # on 2 CPU cores a SimpleCNN whole run takes 2-15 min, x 5 seeds per rung
+DEFAULT_WHOLE_RUNS = (
+    "speedrun",
+)  # on 2 CPU cores a SimpleCNN whole run takes 2-15 min, x 5 seeds per rung
 
 
 def flops_per_image(model: nn.Module) -> float:
@@ -103,7 +135,9 @@ def flops_per_image(model: nn.Module) -> float:
     return counter.get_total_flops() / len(x)
 
 
-def matmul_flops_per_second(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+def matmul_flops_per_second(
+    device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5
+) -> float:
     """What this device's best kernel reaches on a large square matrix product: the practical peak that a
     model's FLOP/s is compared with (a vendor's peak assumes a clock speed and kernels nobody reaches)."""
     a = torch.randn(size, size, device=device, dtype=dtype)
@@ -131,42 +165,76 @@ def _tutorial_e_model(seed: int, device: torch.device) -> nn.Module:
     return SimpleCNN().to(device)
 
 
-def _time_slice(rung: Rung, splits: MNISTSplits, seed: int, n_images: int, device: torch.device) -> float:
+def _time_slice(
+    rung: Rung, splits: MNISTSplits, seed: int, n_images: int, device: torch.device
+) -> float:
     """Seconds to train one fresh model (seeded ``seed``) on the first ``n_images`` training images."""
     if rung.loop == "tutorial_e":
         model = _tutorial_e_model(seed, device)
         optimizer, _ = tutorial_e_optimizer(model)
         if rung.data == "dataloader":
-            batches = tutorial_e_loaders(device, train_images=round(n_images / 0.9))[0]  # the loader splits off 10%
+            batches = tutorial_e_loaders(device, train_images=round(n_images / 0.9))[
+                0
+            ]  # the loader splits off 10%
         else:
-            batches = _slice(splits.train, n_images).batches(TUTORIAL_E_BATCH_SIZE, shuffle=True, seed=seed)
+            batches = _slice(splits.train, n_images).batches(
+                TUTORIAL_E_BATCH_SIZE, shuffle=True, seed=seed
+            )
         start = time.perf_counter()
         tutorial_e_train_one_epoch(model, batches, optimizer, device)
     else:
         recipe = replace(rung.recipe, seed=seed)
         model = recipe.build_model()
-        tiny = MNISTSplits(_slice(splits.train, n_images), _slice(splits.val, 256), splits.test)
+        tiny = MNISTSplits(
+            _slice(splits.train, n_images), _slice(splits.val, 256), splits.test
+        )
         start = time.perf_counter()
-        fit_recipe(recipe, model, tiny, device=device, epochs=1, bf16=rung.bf16, compile=rung.compile,
-                   progress=False)
+        fit_recipe(
+            recipe,
+            model,
+            tiny,
+            device=device,
+            epochs=1,
+            bf16=rung.bf16,
+            compile=rung.compile,
+            progress=False,
+        )
     _synchronize(device)
     return time.perf_counter() - start
 
 
-def measure_throughput(rung: Rung, splits: MNISTSplits, seeds: Sequence[int], n_images: int,
-                       device: torch.device) -> list[dict[str, Any]]:
+def measure_throughput(
+    rung: Rung,
+    splits: MNISTSplits,
+    seeds: Sequence[int],
+    n_images: int,
+    device: torch.device,
+) -> list[dict[str, Any]]:
     """One timed slice per seed, after an untimed warm-up slice; returns one record per seed."""
     warm_up = _time_slice(rung, splits, seeds[0] + 1000, n_images, device)
     records = []
     for seed in seeds:
         seconds = _time_slice(rung, splits, seed, n_images, device)
-        records.append({"rung": rung.name, "seed": seed, "images": n_images, "seconds": seconds,
-                        "images_per_s": n_images / seconds, "warm_up_seconds": warm_up})
+        records.append(
+            {
+                "rung": rung.name,
+                "seed": seed,
+                "images": n_images,
+                "seconds": seconds,
+                "images_per_s": n_images / seconds,
+                "warm_up_seconds": warm_up,
+            }
+        )
     return records
 
 
-def whole_run(rung: Rung, splits: MNISTSplits, seed: int, device: torch.device,
-              epochs: int | None = None) -> dict[str, Any]:
+def whole_run(
+    rung: Rung,
+    splits: MNISTSplits,
+    seed: int,
+    device: torch.device,
+    epochs: int | None = None,
+) -> dict[str, Any]:
     """Train ``rung``'s recipe from ``seed`` for all its epochs, then measure the test set once."""
     epochs = epochs or rung.epochs
     start = time.perf_counter()
@@ -174,7 +242,9 @@ def whole_run(rung: Rung, splits: MNISTSplits, seed: int, device: torch.device,
         model = _tutorial_e_model(seed, device)
         optimizer, scheduler = tutorial_e_optimizer(model)
         if rung.data == "dataloader":
-            train, val = tutorial_e_loaders(device, train_images=len(splits.train) + len(splits.val))
+            train, val = tutorial_e_loaders(
+                device, train_images=len(splits.train) + len(splits.val)
+            )
         else:
             train = splits.train.batches(TUTORIAL_E_BATCH_SIZE, shuffle=True, seed=seed)
             val = splits.val.batches(1024)
@@ -189,15 +259,36 @@ def whole_run(rung: Rung, splits: MNISTSplits, seed: int, device: torch.device,
     else:
         recipe = replace(rung.recipe, seed=seed)
         model = recipe.build_model()
-        history = fit_recipe(recipe, model, splits, device=device, epochs=epochs, bf16=rung.bf16,
-                             compile=rung.compile, progress=False)
-        epoch_seconds, val_accuracy, best_epoch = history.seconds, history.val_acc, history.best_epoch
+        history = fit_recipe(
+            recipe,
+            model,
+            splits,
+            device=device,
+            epochs=epochs,
+            bf16=rung.bf16,
+            compile=rung.compile,
+            progress=False,
+        )
+        epoch_seconds, val_accuracy, best_epoch = (
+            history.seconds,
+            history.val_acc,
+            history.best_epoch,
+        )
     seconds = time.perf_counter() - start
     model = model.to(memory_format=torch.contiguous_format)
     test_accuracy = evaluate(model, splits.test.batches(1024), device=device)[1]
-    return {"recipe": rung.name, "description": rung.label, "seed": seed, "train_seconds": seconds,
-            "test_accuracy": test_accuracy, "epochs": len(epoch_seconds), "best_epoch": best_epoch,
-            "val_accuracy": val_accuracy[best_epoch - 1], "epoch_seconds": epoch_seconds, "device": device.type}
+    return {
+        "recipe": rung.name,
+        "description": rung.label,
+        "seed": seed,
+        "train_seconds": seconds,
+        "test_accuracy": test_accuracy,
+        "epochs": len(epoch_seconds),
+        "best_epoch": best_epoch,
+        "val_accuracy": val_accuracy[best_epoch - 1],
+        "epoch_seconds": epoch_seconds,
+        "device": device.type,
+    }
 
 
 def run_benchmark(
@@ -214,8 +305,14 @@ def run_benchmark(
     device = pick_device(device)
     unknown = [name for name in (*rungs, *whole_runs) if name not in RUNG_NAMES]
     if unknown:
-        raise ValueError(f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNG_NAMES)}")
-    limits = {"train_images": QUICK_TRAIN_IMAGES, "test_images": QUICK_TEST_IMAGES} if quick else {}
+        raise ValueError(
+            f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNG_NAMES)}"
+        )
+    limits = (
+        {"train_images": QUICK_TRAIN_IMAGES, "test_images": QUICK_TEST_IMAGES}
+        if quick
+        else {}
+    )
     start = time.perf_counter()
     splits = load_mnist_splits(seed=SPLIT_SEED, device=device, **limits)
     load_seconds = time.perf_counter() - start
@@ -227,10 +324,17 @@ def run_benchmark(
         skipped = None
         if rung.bf16 and not native_bf16(device):
             skipped = f"{device.type} here has no native bf16 (it would be emulated, and slower)"
-        rung_records.append({**{k: v for k, v in asdict(rung).items() if k != "recipe"},
-                             "recipe_description": rung.recipe.describe(), "model": rung.recipe.model,
-                             "epochs": rung.epochs, "batch_size": rung.batch_size, "skipped": skipped,
-                             "flops_per_image": flops_per_image(rung.recipe.build_model())})
+        rung_records.append(
+            {
+                **{k: v for k, v in asdict(rung).items() if k != "recipe"},
+                "recipe_description": rung.recipe.describe(),
+                "model": rung.recipe.model,
+                "epochs": rung.epochs,
+                "batch_size": rung.batch_size,
+                "skipped": skipped,
+                "flops_per_image": flops_per_image(rung.recipe.build_model()),
+            }
+        )
         if skipped:
             log(f"{rung.name}: skipped ({skipped})")
             continue
@@ -238,22 +342,46 @@ def run_benchmark(
             records = measure_throughput(rung, splits, seed_list, timing_images, device)
             timings += records
             rates = [r["images_per_s"] for r in records]
-            log(f"{rung.name}: {statistics.mean(rates):,.0f} ± {statistics.stdev(rates):,.0f} training images/s"
-                if len(rates) > 1 else f"{rung.name}: {rates[0]:,.0f} training images/s")
+            log(
+                f"{rung.name}: {statistics.mean(rates):,.0f} ± {statistics.stdev(rates):,.0f} training images/s"
+                if len(rates) > 1
+                else f"{rung.name}: {rates[0]:,.0f} training images/s"
+            )
         if rung.name in whole_runs:
             for seed in seed_list:
                 run = whole_run(rung, splits, seed, device, epochs=1 if quick else None)
                 runs.append(run)
-                log(f"{rung.name} seed {seed}: {run['train_seconds']:.1f} s, test {100 * run['test_accuracy']:.2f}%")
-    peaks = {"fp32": matmul_flops_per_second(device, torch.float32, size=512 if quick else 2048)}
+                log(
+                    f"{rung.name} seed {seed}: {run['train_seconds']:.1f} s, test {100 * run['test_accuracy']:.2f}%"
+                )
+    peaks = {
+        "fp32": matmul_flops_per_second(
+            device, torch.float32, size=512 if quick else 2048
+        )
+    }
     if native_bf16(device):
-        peaks["bf16"] = matmul_flops_per_second(device, torch.bfloat16, size=512 if quick else 2048)
+        peaks["bf16"] = matmul_flops_per_second(
+            device, torch.bfloat16, size=512 if quick else 2048
+        )
     return {
-        "schema": SCHEMA, "quick": quick, "date": time.strftime("%Y-%m-%d"), "machine": machine_info(device),
-        "settings": {"train_images": len(splits.train), "val_images": len(splits.val),
-                     "test_images": len(splits.test), "split_seed": SPLIT_SEED, "timing_images": timing_images,
-                     "seeds": seed_list, "target_test_accuracy": TARGET, "load_seconds": load_seconds},
-        "rungs": rung_records, "timings": timings, "runs": runs, "matmul_flops_per_second": peaks,
+        "schema": SCHEMA,
+        "quick": quick,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine_info(device),
+        "settings": {
+            "train_images": len(splits.train),
+            "val_images": len(splits.val),
+            "test_images": len(splits.test),
+            "split_seed": SPLIT_SEED,
+            "timing_images": timing_images,
+            "seeds": seed_list,
+            "target_test_accuracy": TARGET,
+            "load_seconds": load_seconds,
+        },
+        "rungs": rung_records,
+        "timings": timings,
+        "runs": runs,
+        "matmul_flops_per_second": peaks,
     }
 
 
@@ -265,21 +393,34 @@ def summary(result: dict[str, Any]) -> list[dict[str, Any]]:
     for rung in result["rungs"]:
         if rung["skipped"]:
             continue
-        rates = [t["images_per_s"] for t in result["timings"] if t["rung"] == rung["name"]]
+        rates = [
+            t["images_per_s"] for t in result["timings"] if t["rung"] == rung["name"]
+        ]
         runs = [r for r in result["runs"] if r["recipe"] == rung["name"]]
-        row: dict[str, Any] = {"rung": rung["name"], "label": rung["label"], "epochs": rung["epochs"]}
+        row: dict[str, Any] = {
+            "rung": rung["name"],
+            "label": rung["label"],
+            "epochs": rung["epochs"],
+        }
         if rates:
             rate = statistics.mean(rates)
             base_rate = base_rate or rate
             peak = result["matmul_flops_per_second"]["bf16" if rung["bf16"] else "fp32"]
-            row.update(images_per_s=rate, images_per_s_sd=statistics.stdev(rates) if len(rates) > 1 else 0.0,
-                       seconds_per_epoch=n_train / rate, speedup_per_epoch=rate / base_rate,
-                       share_of_matmul_peak=rung["flops_per_image"] * rate / peak)
+            row.update(
+                images_per_s=rate,
+                images_per_s_sd=statistics.stdev(rates) if len(rates) > 1 else 0.0,
+                seconds_per_epoch=n_train / rate,
+                speedup_per_epoch=rate / base_rate,
+                share_of_matmul_peak=rung["flops_per_image"] * rate / peak,
+            )
         if runs:
             seconds = [r["train_seconds"] for r in runs]
             accuracy = [r["test_accuracy"] for r in runs]
-            row.update(seeds=len(runs), train_seconds=statistics.mean(seconds),
-                       test_accuracy=statistics.mean(accuracy),
-                       test_accuracy_sd=statistics.stdev(accuracy) if len(runs) > 1 else 0.0)
+            row.update(
+                seeds=len(runs),
+                train_seconds=statistics.mean(seconds),
+                test_accuracy=statistics.mean(accuracy),
+                test_accuracy_sd=statistics.stdev(accuracy) if len(runs) > 1 else 0.0,
+            )
         rows.append(row)
     return rows

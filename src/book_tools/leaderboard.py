@@ -30,7 +30,14 @@ from mnist_helpers.export import median_seconds
 from mnist_helpers.models import count_parameters
 from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe
 
-BOARD = ("mlp", "bnmlp", "cnn", "simplecnn", "speedrun", "bncnn")  # chapters 4, 5, 6, 7, 9, 11
+BOARD = (
+    "mlp",
+    "bnmlp",
+    "cnn",
+    "simplecnn",
+    "speedrun",
+    "bncnn",
+)  # chapters 4, 5, 6, 7, 9, 11
 ENSEMBLE_RECIPE = "bncnn"
 SCHEMA = "leaderboard-1"
 QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES, QUICK_EPOCHS = 600, 500, 1
@@ -41,35 +48,67 @@ def _run_key(run: dict[str, Any]) -> tuple[str, str, int]:
     return run["recipe"], run["description"], run["seed"]
 
 
-def train_one(name: str, recipe: Recipe, splits: MNISTSplits, *, device: torch.device, epochs: int | None,
-              checkpoints: Path) -> tuple[dict[str, Any], torch.nn.Module, np.ndarray]:
+def train_one(
+    name: str,
+    recipe: Recipe,
+    splits: MNISTSplits,
+    *,
+    device: torch.device,
+    epochs: int | None,
+    checkpoints: Path,
+) -> tuple[dict[str, Any], torch.nn.Module, np.ndarray]:
     """Train ``recipe`` once, as the chapters do; return the run's record, the model and its test probabilities."""
     model = recipe.build_model()
     start = time.perf_counter()
     checkpoint = checkpoints / f"{name}-seed{recipe.seed}.pt"
-    history = fit_recipe(recipe, model, splits, device=device, epochs=epochs, checkpoint_path=checkpoint,
-                         progress=False)
+    history = fit_recipe(
+        recipe,
+        model,
+        splits,
+        device=device,
+        epochs=epochs,
+        checkpoint_path=checkpoint,
+        progress=False,
+    )
     seconds = time.perf_counter() - start
     model.to(memory_format=torch.contiguous_format)
     predictions = collect_predictions(model, splits.test, device=device)
-    np.save(checkpoint.with_suffix(".test-probs.npy"), predictions.probs.astype(np.float32))
+    np.save(
+        checkpoint.with_suffix(".test-probs.npy"), predictions.probs.astype(np.float32)
+    )
     run = {
-        "recipe": name, "chapter": recipe.chapter, "description": recipe.describe(), "seed": recipe.seed,
-        "train_seconds": seconds, "test_accuracy": predictions.accuracy, "test_errors":
-        int((predictions.y_pred != predictions.y_true).sum()), "epochs": history.epochs,
-        "best_epoch": history.best_epoch, "val_accuracy": history.best_val_acc,
-        "parameters": count_parameters(model), "device": device.type,
+        "recipe": name,
+        "chapter": recipe.chapter,
+        "description": recipe.describe(),
+        "seed": recipe.seed,
+        "train_seconds": seconds,
+        "test_accuracy": predictions.accuracy,
+        "test_errors": int((predictions.y_pred != predictions.y_true).sum()),
+        "epochs": history.epochs,
+        "best_epoch": history.best_epoch,
+        "val_accuracy": history.best_val_acc,
+        "parameters": count_parameters(model),
+        "device": device.type,
     }
     return run, model, predictions.probs
 
 
-def latency(model: torch.nn.Module, splits: MNISTSplits, device: torch.device) -> dict[str, float]:
+def latency(
+    model: torch.nn.Module, splits: MNISTSplits, device: torch.device
+) -> dict[str, float]:
     """Median seconds to classify one image and a batch of 1,000 (fp32, eval mode, no autograd)."""
     model.eval()
-    one, thousand = splits.test.images[:1].to(device), splits.test.images[:1000].to(device)
+    one, thousand = (
+        splits.test.images[:1].to(device),
+        splits.test.images[:1000].to(device),
+    )
     with torch.inference_mode():
-        return {"one_image_s": median_seconds(lambda: model(one), repeats=200, warmup=20),
-                "batch_1000_s": median_seconds(lambda: model(thousand), repeats=10, warmup=2)}
+        return {
+            "one_image_s": median_seconds(lambda: model(one), repeats=200, warmup=20),
+            "batch_1000_s": median_seconds(
+                lambda: model(thousand), repeats=10, warmup=2
+            ),
+        }
 
 
 def ensemble(probabilities: list[np.ndarray], labels: np.ndarray) -> dict[str, Any]:
@@ -81,10 +120,22 @@ def ensemble(probabilities: list[np.ndarray], labels: np.ndarray) -> dict[str, A
         by_size.append(float((mean.argmax(axis=1) == labels).mean()))
     mean = np.mean(probabilities, axis=0)
     wrong = np.flatnonzero(mean.argmax(axis=1) != labels)[:MISSES_KEPT]
-    misses = [{"index": int(i), "label": int(labels[i]), "predicted": int(mean[i].argmax()),
-               "probabilities": [round(float(p), 4) for p in mean[i]]} for i in wrong]
-    return {"members": len(probabilities), "test_accuracy": by_size[-1], "accuracy_by_members": by_size,
-            "test_errors": int((mean.argmax(axis=1) != labels).sum()), "misses": misses}
+    misses = [
+        {
+            "index": int(i),
+            "label": int(labels[i]),
+            "predicted": int(mean[i].argmax()),
+            "probabilities": [round(float(p), 4) for p in mean[i]],
+        }
+        for i in wrong
+    ]
+    return {
+        "members": len(probabilities),
+        "test_accuracy": by_size[-1],
+        "accuracy_by_members": by_size,
+        "test_errors": int((mean.argmax(axis=1) != labels).sum()),
+        "misses": misses,
+    }
 
 
 def run_leaderboard(
@@ -101,23 +152,40 @@ def run_leaderboard(
     from ``out`` if it exists; write ``out`` after every run; return the result."""
     unknown = [name for name in recipes if name not in RECIPES]
     if unknown:
-        raise ValueError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
+        raise ValueError(
+            f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}"
+        )
     device = pick_device(device)
     checkpoints = out.parent / "checkpoints" / out.stem
     checkpoints.mkdir(parents=True, exist_ok=True)
-    previous = load_result(out, schema=SCHEMA) if out.exists() else {"runs": [], "latency": {}}
+    previous = (
+        load_result(out, schema=SCHEMA) if out.exists() else {"runs": [], "latency": {}}
+    )
     result: dict[str, Any] = {
-        "schema": SCHEMA, "quick": quick, "date": time.strftime("%Y-%m-%d"), "machine": machine_info(device),
-        "runs": list(previous["runs"]), "latency": dict(previous["latency"]), "ensemble": previous.get("ensemble"),
+        "schema": SCHEMA,
+        "quick": quick,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine_info(device),
+        "runs": list(previous["runs"]),
+        "latency": dict(previous["latency"]),
+        "ensemble": previous.get("ensemble"),
     }
     done = {_run_key(run) for run in result["runs"]}
-    limits = {"train_images": QUICK_TRAIN_IMAGES, "test_images": QUICK_TEST_IMAGES} if quick else {}
+    limits = (
+        {"train_images": QUICK_TRAIN_IMAGES, "test_images": QUICK_TEST_IMAGES}
+        if quick
+        else {}
+    )
     splits_by_normalization: dict[tuple[float, float], MNISTSplits] = {}
     for name in recipes:
         base = RECIPES[name]
         key = (base.mean, base.std)
-        if key not in splits_by_normalization:  # tutorial C's recipe normalizes differently
-            splits_by_normalization[key] = load_mnist_splits(mean=base.mean, std=base.std, device=device, **limits)
+        if (
+            key not in splits_by_normalization
+        ):  # tutorial C's recipe normalizes differently
+            splits_by_normalization[key] = load_mnist_splits(
+                mean=base.mean, std=base.std, device=device, **limits
+            )
         splits = splits_by_normalization[key]
         n_seeds = ensemble_seeds if name == ENSEMBLE_RECIPE else seeds
         probabilities, model = [], None
@@ -127,17 +195,32 @@ def run_leaderboard(
             if (name, recipe.describe(), seed) in done and probs_file.exists():
                 probabilities.append(np.load(probs_file))
                 continue
-            run, model, probs = train_one(name, recipe, splits, device=device,
-                                          epochs=QUICK_EPOCHS if quick else None, checkpoints=checkpoints)
+            run, model, probs = train_one(
+                name,
+                recipe,
+                splits,
+                device=device,
+                epochs=QUICK_EPOCHS if quick else None,
+                checkpoints=checkpoints,
+            )
             probabilities.append(probs)
-            result["runs"] = [r for r in result["runs"] if (r["recipe"], r["seed"]) != (name, seed)] + [run]
-            log(f"{name:10s} seed {seed}: {run['train_seconds']:7.1f} s, {run['epochs']} epochs, "
-                f"test {100 * run['test_accuracy']:.2f}%")
+            result["runs"] = [
+                r for r in result["runs"] if (r["recipe"], r["seed"]) != (name, seed)
+            ] + [run]
+            log(
+                f"{name:10s} seed {seed}: {run['train_seconds']:7.1f} s, {run['epochs']} epochs, "
+                f"test {100 * run['test_accuracy']:.2f}%"
+            )
             save_result(result, out)
         if model is not None:
             result["latency"][name] = latency(model, splits, device)
         if name == ENSEMBLE_RECIPE:
-            result["ensemble"] = {"recipe": name, **ensemble(probabilities, splits.test.labels.cpu().numpy())}
-            log(f"ensemble of {n_seeds} {name}: test {100 * result['ensemble']['test_accuracy']:.2f}%")
+            result["ensemble"] = {
+                "recipe": name,
+                **ensemble(probabilities, splits.test.labels.cpu().numpy()),
+            }
+            log(
+                f"ensemble of {n_seeds} {name}: test {100 * result['ensemble']['test_accuracy']:.2f}%"
+            )
         save_result(result, out)
     return result

@@ -40,8 +40,12 @@ from mnist_helpers.profile import PROFILE_ENV, Profile
 from mnist_helpers.progress import QUIET_ENV
 
 STAMP_KEY = "mnist_book"
-SRC = Path(__file__).resolve().parents[1]  # src/: the library packages live side by side here
-RESULTS = SRC.parent / "benchmarks" / "results"  # committed benchmark results that chapters read
+SRC = (
+    Path(__file__).resolve().parents[1]
+)  # src/: the library packages live side by side here
+RESULTS = (
+    SRC.parent / "benchmarks" / "results"
+)  # committed benchmark results that chapters read
 # The inline backend is what Jupyter and Colab use: figures shown by a cell are stored as PNG outputs.
 # (A CI-wide MPLBACKEND=Agg would silently drop every figure from the stored chapter.)
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -99,7 +103,9 @@ def _runs_command_line(tree: ast.Module, package: str) -> bool:
             if pattern.search(node.value) or node.value == script:
                 return True
         if isinstance(node, (ast.List, ast.Tuple)):
-            values = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            values = [
+                e.value if isinstance(e, ast.Constant) else None for e in node.elts
+            ]
             if any(a == "-m" and b == package for a, b in zip(values, values[1:])):
                 return True
     return False
@@ -135,12 +141,20 @@ def library_modules(nb: nbformat.NotebookNode, src: Path = SRC) -> list[Path]:
             if module in seen or path is None:
                 continue
             seen.add(module)
-            package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-            pending |= _imported_names(ast.parse(path.read_text(encoding="utf-8")), package)
-    return sorted(path for module in seen if (path := _module_file(module, src)) is not None)
+            package = (
+                module if path.name == "__init__.py" else module.rpartition(".")[0]
+            )
+            pending |= _imported_names(
+                ast.parse(path.read_text(encoding="utf-8")), package
+            )
+    return sorted(
+        path for module in seen if (path := _module_file(module, src)) is not None
+    )
 
 
-def result_files(nb: nbformat.NotebookNode, folder: Path, results: Path = RESULTS) -> list[Path]:
+def result_files(
+    nb: nbformat.NotebookNode, folder: Path, results: Path = RESULTS
+) -> list[Path]:
     """The committed result files the notebook reads: every string in its code that, taken as a path from
     the notebook's ``folder``, names an existing file under ``results`` (a glob pattern names each match)."""
     found = set()
@@ -148,7 +162,11 @@ def result_files(nb: nbformat.NotebookNode, folder: Path, results: Path = RESULT
         if cell.cell_type != "code":
             continue
         for node in ast.walk(_parse_cell(cell.source)):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "\n" not in node.value:
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and "\n" not in node.value
+            ):
                 for candidate in _named_paths(folder, node.value):
                     if candidate.is_file() and results.resolve() in candidate.parents:
                         found.add(candidate)
@@ -162,19 +180,31 @@ def _named_paths(folder: Path, text: str) -> list[Path]:
         return [(folder / text).resolve()]
     try:
         return [path.resolve() for path in folder.glob(text)]
-    except (ValueError, NotImplementedError):  # not a pattern pathlib accepts: names nothing
+    except (
+        ValueError,
+        NotImplementedError,
+    ):  # not a pattern pathlib accepts: names nothing
         return []
 
 
-def result_hashes(nb: nbformat.NotebookNode, folder: Path, results: Path = RESULTS) -> dict[str, str]:
+def result_hashes(
+    nb: nbformat.NotebookNode, folder: Path, results: Path = RESULTS
+) -> dict[str, str]:
     """``{"leaderboard_cpu.json": sha256 of its bytes, ...}`` for every result file the notebook reads."""
-    return {path.relative_to(results.resolve()).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in result_files(nb, folder, results)}
+    return {
+        path.relative_to(results.resolve()).as_posix(): hashlib.sha256(
+            path.read_bytes()
+        ).hexdigest()
+        for path in result_files(nb, folder, results)
+    }
 
 
 def library_hashes(nb: nbformat.NotebookNode, src: Path = SRC) -> dict[str, str]:
     """``{"mnist_helpers/data.py": sha256, ...}`` for every library module the notebook runs."""
-    return {path.relative_to(src).as_posix(): module_sha256(path) for path in library_modules(nb, src)}
+    return {
+        path.relative_to(src).as_posix(): module_sha256(path)
+        for path in library_modules(nb, src)
+    }
 
 
 def _device_description() -> str:
@@ -209,30 +239,43 @@ def _output_texts(output: nbformat.NotebookNode) -> list[str]:
     ]
 
 
-def output_problems(nb: nbformat.NotebookNode, private_paths: Sequence[str]) -> list[str]:
+def output_problems(
+    nb: nbformat.NotebookNode, private_paths: Sequence[str]
+) -> list[str]:
     """List what a reader must not see in the stored outputs: stderr (warnings) and local paths."""
     problems = []
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
             if output.output_type == "stream" and output.name == "stderr":
-                problems.append(f"cell {index}: writes to stderr (a warning?): {output.text.strip()[:300]}")
+                problems.append(
+                    f"cell {index}: writes to stderr (a warning?): {output.text.strip()[:300]}"
+                )
                 continue
             for text in _output_texts(output):
                 for path in private_paths:
                     if path in text:
                         line = next(line for line in text.splitlines() if path in line)
-                        problems.append(f"cell {index}: shows the local path {path!r}: {line.strip()[:300]}")
+                        problems.append(
+                            f"cell {index}: shows the local path {path!r}: {line.strip()[:300]}"
+                        )
     return problems
 
 
-def execute_notebook(path: Path, profile: Profile = "full", timeout: float | None = None) -> list[str]:
+def execute_notebook(
+    path: Path, profile: Profile = "full", timeout: float | None = None
+) -> list[str]:
     """Run ``path`` top to bottom in a fresh kernel; store outputs and stamp only if they are clean.
 
     Returns the problems found (empty when the notebook was written). The kernel runs in the
     notebook's folder, as a reader's Jupyter would, so relative paths such as ``../checkpoints`` work.
     """
     nb = nbformat.read(path, as_version=4)
-    env = {**os.environ, PROFILE_ENV: profile, QUIET_ENV: "1", "MPLBACKEND": INLINE_BACKEND}
+    env = {
+        **os.environ,
+        PROFILE_ENV: profile,
+        QUIET_ENV: "1",
+        "MPLBACKEND": INLINE_BACKEND,
+    }
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -271,25 +314,40 @@ def execute_notebook(path: Path, profile: Profile = "full", timeout: float | Non
 
 
 def stale_reasons(
-    nb: nbformat.NotebookNode, src: Path = SRC, folder: Path | None = None, results: Path = RESULTS
+    nb: nbformat.NotebookNode,
+    src: Path = SRC,
+    folder: Path | None = None,
+    results: Path = RESULTS,
 ) -> list[str]:
     """Why the stored outputs of ``nb`` cannot be published as they are (empty when fresh). ``folder`` is
     the notebook's own, from which the result files it reads are found (None: results are not checked)."""
     stamp: dict[str, Any] | None = nb.metadata.get(STAMP_KEY)
     if not stamp:
-        return ["no execution stamp: its outputs were not stored by the execute command"]
+        return [
+            "no execution stamp: its outputs were not stored by the execute command"
+        ]
     reasons = []
     if stamp.get("profile") != "full":
-        reasons.append(f"outputs come from the {stamp.get('profile')!r} profile, not 'full'")
+        reasons.append(
+            f"outputs come from the {stamp.get('profile')!r} profile, not 'full'"
+        )
     if stamp.get("code_sha256") != code_sha256(nb):
         reasons.append(CODE_CHANGED)
     stored, current = stamp.get("library", {}), library_hashes(nb, src)
-    changed = sorted(name for name in stored.keys() | current.keys() if stored.get(name) != current.get(name))
+    changed = sorted(
+        name
+        for name in stored.keys() | current.keys()
+        if stored.get(name) != current.get(name)
+    )
     if changed:
         reasons.append(f"{LIBRARY_CHANGED}: {', '.join(changed)}")
     if folder is not None:
         stored, current = stamp.get("results", {}), result_hashes(nb, folder, results)
-        changed = sorted(name for name in stored.keys() | current.keys() if stored.get(name) != current.get(name))
+        changed = sorted(
+            name
+            for name in stored.keys() | current.keys()
+            if stored.get(name) != current.get(name)
+        )
         if changed:
             reasons.append(f"{RESULTS_CHANGED}: {', '.join(changed)}")
     return reasons
@@ -302,7 +360,12 @@ def _execute_command(paths: list[Path], profile: Profile, timeout: float | None)
         problems = execute_notebook(path, profile, timeout)
         if problems:
             failed += 1
-            print(f"NOT STORED: {path}", *(f"  - {p}" for p in problems), sep="\n", file=sys.stderr)
+            print(
+                f"NOT STORED: {path}",
+                *(f"  - {p}" for p in problems),
+                sep="\n",
+                file=sys.stderr,
+            )
         else:
             seconds = nbformat.read(path, as_version=4).metadata[STAMP_KEY]["seconds"]
             print(f"stored {path} ({seconds:.0f} s)", flush=True)
@@ -310,7 +373,12 @@ def _execute_command(paths: list[Path], profile: Profile, timeout: float | None)
 
 
 def _check_command(paths: list[Path]) -> int:
-    stale = {path: stale_reasons(nbformat.read(path, as_version=4), folder=path.resolve().parent) for path in paths}
+    stale = {
+        path: stale_reasons(
+            nbformat.read(path, as_version=4), folder=path.resolve().parent
+        )
+        for path in paths
+    }
     stale = {path: reasons for path, reasons in stale.items() if reasons}
     if not stale:
         print(f"{len(paths)} notebook(s) carry fresh full-profile outputs.")
@@ -328,13 +396,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Execute chapters and store their outputs, or check that stored outputs are fresh.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    execute = commands.add_parser("execute", help="run notebooks, check their outputs, stamp and store them")
-    execute.add_argument("--profile", choices=["full", "smoke"], default="full",
-                         help="full (default) for the published book; smoke for a quick try")
-    execute.add_argument("--timeout", type=float, default=None,
-                         help="per-cell time limit in seconds (default: none)")
+    execute = commands.add_parser(
+        "execute", help="run notebooks, check their outputs, stamp and store them"
+    )
+    execute.add_argument(
+        "--profile",
+        choices=["full", "smoke"],
+        default="full",
+        help="full (default) for the published book; smoke for a quick try",
+    )
+    execute.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="per-cell time limit in seconds (default: none)",
+    )
     execute.add_argument("notebooks", nargs="+", type=Path, metavar="NB")
-    check = commands.add_parser("check", help="exit 1 if a notebook's stored outputs are missing or stale")
+    check = commands.add_parser(
+        "check", help="exit 1 if a notebook's stored outputs are missing or stale"
+    )
     check.add_argument("notebooks", nargs="+", type=Path, metavar="NB")
     args = parser.parse_args(argv)
     missing = [str(path) for path in args.notebooks if not path.is_file()]

@@ -27,12 +27,24 @@ MAX_LONG_SENTENCES = 5
 # directive's body is prose unless the directive holds code or maths.
 _FENCE = re.compile(r"^(`{3,}|:{3,})\s*(?:\{([^}]*)\})?(.*)$")
 _CODE_DIRECTIVES = {
-    "code", "code-block", "code-cell", "sourcecode", "literalinclude", "math", "raw", "eval-rst",
-    "glue:math", "mermaid", "jupyter-execute", "ipython",
+    "code",
+    "code-block",
+    "code-cell",
+    "sourcecode",
+    "literalinclude",
+    "math",
+    "raw",
+    "eval-rst",
+    "glue:math",
+    "mermaid",
+    "jupyter-execute",
+    "ipython",
 }
 _REMOVED_INLINE = [
     re.compile(r"\$\$.*?\$\$", re.DOTALL),  # display maths on one line
-    re.compile(r"\{[a-z][a-z0-9:_-]*\}`[^`]*`"),  # roles: {glue:text}`name`, {doc}`file`
+    re.compile(
+        r"\{[a-z][a-z0-9:_-]*\}`[^`]*`"
+    ),  # roles: {glue:text}`name`, {doc}`file`
     re.compile(r"`[^`]*`"),  # inline code
     re.compile(r"\$[^$]+\$"),  # inline maths
     re.compile(r"<[^>]+>"),  # html tags
@@ -54,14 +66,19 @@ class ProseStats:
 
     @property
     def ok(self) -> bool:
-        return self.mean_words <= MAX_MEAN_WORDS and len(self.long_sentences) <= MAX_LONG_SENTENCES
+        return (
+            self.mean_words <= MAX_MEAN_WORDS
+            and len(self.long_sentences) <= MAX_LONG_SENTENCES
+        )
 
 
 def markdown_of(path: Path) -> list[str]:
     """The markdown a reader reads: a notebook's markdown cells, or a markdown page's text."""
     if path.suffix == ".ipynb":
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        return ["".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown"]
+        return [
+            "".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown"
+        ]
     return [path.read_text(encoding="utf-8")]
 
 
@@ -72,8 +89,12 @@ def prose_units(markdown: str) -> list[str]:
     """
     units: list[str] = []
     current: list[str] = []
-    fences: list[tuple[str, bool]] = []  # the open fences, innermost last: (marker, holds code)
-    maths_end: str | None = None  # what closes the maths block we are in: "$$" or "\\end{env}"
+    fences: list[
+        tuple[str, bool]
+    ] = []  # the open fences, innermost last: (marker, holds code)
+    maths_end: str | None = (
+        None  # what closes the maths block we are in: "$$" or "\\end{env}"
+    )
 
     def flush() -> None:
         if current:
@@ -84,7 +105,11 @@ def prose_units(markdown: str) -> list[str]:
         stripped = line.strip()
         fence = _FENCE.match(stripped)
         if fence:
-            marker, directive, rest = fence.group(1), fence.group(2), fence.group(3).strip()
+            marker, directive, rest = (
+                fence.group(1),
+                fence.group(2),
+                fence.group(3).strip(),
+            )
             closes = (
                 fences
                 and directive is None
@@ -108,10 +133,14 @@ def prose_units(markdown: str) -> list[str]:
         if fences and fences[-1][1]:
             continue
         if maths_end is not None:
-            if stripped.endswith(maths_end) or (maths_end != "$$" and stripped.startswith(maths_end)):
+            if stripped.endswith(maths_end) or (
+                maths_end != "$$" and stripped.startswith(maths_end)
+            ):
                 maths_end = None
             continue
-        if stripped.startswith("$$") and (stripped == "$$" or not stripped.endswith("$$")):
+        if stripped.startswith("$$") and (
+            stripped == "$$" or not stripped.endswith("$$")
+        ):
             flush()
             maths_end = "$$"
             continue
@@ -137,7 +166,9 @@ def prose_units(markdown: str) -> list[str]:
 
 
 def sentences_of(unit: str) -> list[str]:
-    text = _ABBREVIATION.sub(lambda m: m.group(1).replace(".", ""), _LINK.sub(r"\1", unit))
+    text = _ABBREVIATION.sub(
+        lambda m: m.group(1).replace(".", ""), _LINK.sub(r"\1", unit)
+    )
     for pattern in _REMOVED_INLINE:
         text = pattern.sub(" x ", text)
     return [part for part in _SENTENCE_END.split(text) if re.search(r"[A-Za-z]", part)]
@@ -148,9 +179,16 @@ def word_count(sentence: str) -> int:
 
 
 def measure(path: Path) -> ProseStats:
-    sentences = [s for md in markdown_of(path) for unit in prose_units(md) for s in sentences_of(unit)]
+    sentences = [
+        s
+        for md in markdown_of(path)
+        for unit in prose_units(md)
+        for s in sentences_of(unit)
+    ]
     lengths = [word_count(s) for s in sentences]
-    long = [s for s, n in zip(sentences, lengths, strict=True) if n > LONG_SENTENCE_WORDS]
+    long = [
+        s for s, n in zip(sentences, lengths, strict=True) if n > LONG_SENTENCE_WORDS
+    ]
     mean = sum(lengths) / len(lengths) if lengths else 0.0
     return ProseStats(len(sentences), mean, long)
 
@@ -158,22 +196,28 @@ def measure(path: Path) -> ProseStats:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path)
-    parser.add_argument("--show-long", action="store_true", help="print the sentences over the limit")
+    parser.add_argument(
+        "--show-long", action="store_true", help="print the sentences over the limit"
+    )
     args = parser.parse_args(argv)
     failed = 0
     for path in args.paths:
         stats = measure(path)
         verdict = "ok" if stats.ok else "TOO DENSE"
-        print(f"{path}: {stats.sentences} sentences, mean {stats.mean_words:.1f} words, "
-              f"{len(stats.long_sentences)} over {LONG_SENTENCE_WORDS}: {verdict}")
+        print(
+            f"{path}: {stats.sentences} sentences, mean {stats.mean_words:.1f} words, "
+            f"{len(stats.long_sentences)} over {LONG_SENTENCE_WORDS}: {verdict}"
+        )
         if args.show_long:
             for sentence in stats.long_sentences:
                 print(f"    {word_count(sentence)} words: {sentence[:160]}")
         failed += not stats.ok
     if failed:
-        print(f"{failed} file(s) over the targets (mean <= {MAX_MEAN_WORDS:g} words, "
-              f"<= {MAX_LONG_SENTENCES} sentences over {LONG_SENTENCE_WORDS}). "
-              "Fix: split the long sentences (--show-long lists them).")
+        print(
+            f"{failed} file(s) over the targets (mean <= {MAX_MEAN_WORDS:g} words, "
+            f"<= {MAX_LONG_SENTENCES} sentences over {LONG_SENTENCE_WORDS}). "
+            "Fix: split the long sentences (--show-long lists them)."
+        )
     return 1 if failed else 0
 
 

@@ -23,7 +23,11 @@ def machine_info(device: torch.device | str) -> dict[str, Any]:
     import torchvision
 
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model_name()
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else cpu_model_name()
+    )
     affinity = getattr(os, "sched_getaffinity", None)
     return {
         "device": device.type,
@@ -54,10 +58,14 @@ def load_result(path: str | Path, *, schema: str) -> dict[str, Any]:
     """Read a result written by :func:`save_result`; a missing file or another schema is an error, not a guess."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no benchmark result at {path}; the script in benchmarks/ that writes "
-                                f"{schema.split('-')[0]} results creates it (see its --help)")
+        raise FileNotFoundError(
+            f"no benchmark result at {path}; the script in benchmarks/ that writes "
+            f"{schema.split('-')[0]} results creates it (see its --help)"
+        )
     result = json.loads(path.read_text())
     if result.get("schema") != schema:
-        raise ValueError(f"{path} has schema {result.get('schema')!r}, this code reads {schema!r}; "
-                         "re-run the benchmark to regenerate it")
+        raise ValueError(
+            f"{path} has schema {result.get('schema')!r}, this code reads {schema!r}; "
+            "re-run the benchmark to regenerate it"
+        )
     return result

@@ -23,11 +23,15 @@ from mnist_helpers.inspection import eval_mode
 def epsilon_for_grey_levels(levels: float, std: float = MNIST_STD) -> float:
     """Normalized epsilon of a change of ``levels`` grey levels (0..255): ``levels / 255 / std``."""
     if levels < 0:
-        raise ValueError(f"a perturbation size cannot be negative, got {levels} grey levels")
+        raise ValueError(
+            f"a perturbation size cannot be negative, got {levels} grey levels"
+        )
     return levels / 255 / std
 
 
-def pixel_bounds(mean: float = MNIST_MEAN, std: float = MNIST_STD) -> tuple[float, float]:
+def pixel_bounds(
+    mean: float = MNIST_MEAN, std: float = MNIST_STD
+) -> tuple[float, float]:
     """The normalized values of a black and of a white pixel: the range an adversarial image must keep."""
     return (0.0 - mean) / std, (1.0 - mean) / std
 
@@ -38,7 +42,9 @@ def fgsm_direction(model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
     The direction does not depend on epsilon, so one backward pass serves every epsilon of a sweep.
     """
     if images.shape[:1] != labels.shape:
-        raise ValueError(f"{len(images)} images but labels of shape {tuple(labels.shape)}: pass one label per image")
+        raise ValueError(
+            f"{len(images)} images but labels of shape {tuple(labels.shape)}: pass one label per image"
+        )
     device = model_device(model)
     inputs = images.detach().to(device).requires_grad_(True)
     with eval_mode(model):
@@ -48,7 +54,10 @@ def fgsm_direction(model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
 
 
 def fgsm(
-    model: nn.Module, images: Tensor, labels: Tensor, epsilon: float,
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    epsilon: float,
     bounds: tuple[float, float] | None = None,
 ) -> Tensor:
     """FGSM adversarial images: one step of size ``epsilon`` (normalized units), clipped to ``bounds``
@@ -56,12 +65,18 @@ def fgsm(
     if epsilon < 0:
         raise ValueError(f"epsilon must be >= 0, got {epsilon}")
     low, high = bounds if bounds is not None else pixel_bounds()
-    return (images.detach() + epsilon * fgsm_direction(model, images, labels)).clamp(low, high)
+    return (images.detach() + epsilon * fgsm_direction(model, images, labels)).clamp(
+        low, high
+    )
 
 
 def fgsm_sweep(
-    model: nn.Module, images: Tensor, labels: Tensor, epsilons: Sequence[float],
-    bounds: tuple[float, float] | None = None, batch_size: int = 1000,
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    epsilons: Sequence[float],
+    bounds: tuple[float, float] | None = None,
+    batch_size: int = 1000,
 ) -> Tensor:
     """Predicted class of every image under FGSM at each epsilon: an int64 tensor (len(epsilons), N).
 
@@ -77,5 +92,9 @@ def fgsm_sweep(
         direction = fgsm_direction(model, x, y)
         with eval_mode(model), torch.no_grad():
             for row, epsilon in zip(rows, epsilons):
-                row.append(model((x + epsilon * direction).clamp(low, high)).argmax(dim=1).cpu())
+                row.append(
+                    model((x + epsilon * direction).clamp(low, high))
+                    .argmax(dim=1)
+                    .cpu()
+                )
     return torch.stack([torch.cat(row) for row in rows])

@@ -37,10 +37,14 @@ def random_affine(
 
     angle = torch.deg2rad(uniform(degrees))
     zoom = 1 + uniform(scale)
-    dx, dy = uniform(2 * shift / size), uniform(2 * shift / size)  # grid units: the image spans -1..1
+    dx, dy = (
+        uniform(2 * shift / size),
+        uniform(2 * shift / size),
+    )  # grid units: the image spans -1..1
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, dx], dim=1),
-                         torch.stack([sin, cos, dy], dim=1)], dim=1).to(images.device)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, dx], dim=1), torch.stack([sin, cos, dy], dim=1)], dim=1
+    ).to(images.device)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     # grid_sample fills positions outside the image with 0, which after Normalize is grey, not black,
     # so sample the background-subtracted image and add the background back.
@@ -54,7 +58,9 @@ class Augmented:
     are never wrapped (augmenting them would measure a different task).
     """
 
-    def __init__(self, batches: Batches, seed: int, background: float = MNIST_BACKGROUND) -> None:
+    def __init__(
+        self, batches: Batches, seed: int, background: float = MNIST_BACKGROUND
+    ) -> None:
         self.batches, self.background = batches, background
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -63,4 +69,7 @@ class Augmented:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels in self.batches:
-            yield random_affine(images, self.generator, background=self.background), labels
+            yield (
+                random_affine(images, self.generator, background=self.background),
+                labels,
+            )

@@ -26,10 +26,17 @@ def collect_logits(model: nn.Module, images: Tensor, batch_size: int = 1024) -> 
     Calibration works on logits rather than probabilities, because temperature scaling divides them.
     """
     if len(images) == 0:
-        raise ValueError("no images given: pass a tensor of shape (N, 1, 28, 28) with N >= 1")
+        raise ValueError(
+            "no images given: pass a tensor of shape (N, 1, 28, 28) with N >= 1"
+        )
     device = model_device(model)
     with eval_mode(model), torch.no_grad():
-        return torch.cat([model(batch.to(device)).float().cpu() for batch in images.split(batch_size)])
+        return torch.cat(
+            [
+                model(batch.to(device)).float().cpu()
+                for batch in images.split(batch_size)
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -50,19 +57,30 @@ class ReliabilityBins:
 
 
 def _as_numpy(values: Tensor | np.ndarray) -> np.ndarray:
-    return values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
+    return (
+        values.detach().cpu().numpy()
+        if isinstance(values, Tensor)
+        else np.asarray(values)
+    )
 
 
-def reliability_bins(probs: Tensor | np.ndarray, labels: Tensor | np.ndarray, n_bins: int = 15) -> ReliabilityBins:
+def reliability_bins(
+    probs: Tensor | np.ndarray, labels: Tensor | np.ndarray, n_bins: int = 15
+) -> ReliabilityBins:
     """Bin the predictions ``probs.argmax(1)`` by their confidence ``probs.max(1)`` into ``n_bins`` bins.
 
     Bin ``i`` holds confidences in ``(edges[i], edges[i + 1]]``, so a confidence of exactly 1 lands in
     the last bin. 15 bins is the usual choice in the calibration literature.
     """
-    probs, labels = _as_numpy(probs).astype(np.float64), _as_numpy(labels).astype(np.int64)
+    probs, labels = (
+        _as_numpy(probs).astype(np.float64),
+        _as_numpy(labels).astype(np.int64),
+    )
     if probs.ndim != 2 or len(probs) != len(labels) or len(labels) == 0:
-        raise ValueError(f"need probabilities (N, classes) and N labels with N >= 1, got {probs.shape} and "
-                         f"{labels.shape}")
+        raise ValueError(
+            f"need probabilities (N, classes) and N labels with N >= 1, got {probs.shape} and "
+            f"{labels.shape}"
+        )
     if n_bins < 1:
         raise ValueError(f"n_bins must be at least 1, got {n_bins}")
     confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
@@ -70,12 +88,16 @@ def reliability_bins(probs: Tensor | np.ndarray, labels: Tensor | np.ndarray, n_
     which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
     counts = np.bincount(which, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_confidence = np.bincount(which, weights=confidence, minlength=n_bins) / counts
+        mean_confidence = (
+            np.bincount(which, weights=confidence, minlength=n_bins) / counts
+        )
         accuracy = np.bincount(which, weights=correct, minlength=n_bins) / counts
     return ReliabilityBins(edges, counts, mean_confidence, accuracy)
 
 
-def expected_calibration_error(probs: Tensor | np.ndarray, labels: Tensor | np.ndarray, n_bins: int = 15) -> float:
+def expected_calibration_error(
+    probs: Tensor | np.ndarray, labels: Tensor | np.ndarray, n_bins: int = 15
+) -> float:
     """ECE of the predictions (0 = perfectly calibrated; the average confidence-accuracy gap)."""
     return reliability_bins(probs, labels, n_bins).ece
 
@@ -88,10 +110,14 @@ def fit_temperature(logits: Tensor, labels: Tensor, max_iter: int = 200) -> floa
     """
     logits, labels = logits.detach().float().cpu(), labels.detach().cpu()
     if logits.ndim != 2 or len(logits) != len(labels) or len(labels) == 0:
-        raise ValueError(f"need logits (N, classes) and N labels with N >= 1, got {tuple(logits.shape)} "
-                         f"and {tuple(labels.shape)}")
+        raise ValueError(
+            f"need logits (N, classes) and N labels with N >= 1, got {tuple(logits.shape)} "
+            f"and {tuple(labels.shape)}"
+        )
     log_t = torch.zeros((), requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        [log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe"
+    )
 
     def closure() -> Tensor:
         optimizer.zero_grad()

@@ -24,7 +24,9 @@ from mnist_helpers.models import MODEL_REGISTRY
 
 FORMAT_VERSION = 1
 
-_CLASSES: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in MODEL_REGISTRY.values()}
+_CLASSES: dict[str, type[nn.Module]] = {
+    cls.__name__: cls for cls in MODEL_REGISTRY.values()
+}
 
 
 class CheckpointError(RuntimeError):
@@ -59,7 +61,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, **metadata: Any) -> Path
     """
     metadata = {"library": library_fingerprint(), **metadata}
     path = Path(path)
-    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: save the model inside
+    model = getattr(
+        model, "_orig_mod", model
+    )  # a torch.compile wrapper: save the model inside
     name = type(model).__name__
     if name not in _CLASSES or not hasattr(model, "config"):
         raise CheckpointError(
@@ -90,22 +94,34 @@ def save_checkpoint(path: str | Path, model: nn.Module, **metadata: Any) -> Path
 def _expected_name(expected: str | type[nn.Module]) -> str:
     if isinstance(expected, type):
         return expected.__name__
-    return MODEL_REGISTRY[expected.lower()].__name__ if expected.lower() in MODEL_REGISTRY else expected
+    return (
+        MODEL_REGISTRY[expected.lower()].__name__
+        if expected.lower() in MODEL_REGISTRY
+        else expected
+    )
 
 
 def _read(path: Path) -> Any:
     """The checkpoint's data, read onto the CPU (the model moves to its device once it is built)."""
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: check the path, or train and save the model first")
+        raise CheckpointError(
+            f"no checkpoint at {path}: check the path, or train and save the model first"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # junk fails with struct.error, KeyError, EOFError, UnpicklingError, ...
-        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+    except (
+        Exception
+    ) as err:  # junk fails with struct.error, KeyError, EOFError, UnpicklingError, ...
+        if isinstance(
+            err, pickle.UnpicklingError
+        ) and "Weights only load failed" in str(err):
             raise CheckpointError(
                 f"refused: not a weights-only checkpoint: {path} contains Python objects that could run code "
                 "when loaded, so it was not loaded. Only load such a file if you fully trust its source."
             ) from err
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}") from err
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}"
+        ) from err
 
 
 def _is_bare_state_dict(payload: Any) -> bool:
@@ -117,24 +133,36 @@ def _is_bare_state_dict(payload: Any) -> bool:
 
 
 MAX_LAYER_SIZE = 100_000  # no book model has a layer anywhere near this wide; a bigger config is not ours
-_REQUIRED: dict[str, type] = {"model_class": str, "model_config": Mapping, "state_dict": Mapping,
-                              "metadata": Mapping}
+_REQUIRED: dict[str, type] = {
+    "model_class": str,
+    "model_config": Mapping,
+    "state_dict": Mapping,
+    "metadata": Mapping,
+}
 
 
 def _validated_class(path: Path, payload: Mapping[str, Any]) -> str:
     """Check the payload's fields and weights before anything is built; return the model class name."""
     for key, kind in _REQUIRED.items():
         if key not in payload:
-            raise CheckpointError(f"{path} has no {key!r}: it is incomplete; re-save it with save_checkpoint")
+            raise CheckpointError(
+                f"{path} has no {key!r}: it is incomplete; re-save it with save_checkpoint"
+            )
         if not isinstance(payload[key], kind):
-            raise CheckpointError(f"{path}: {key!r} is a {type(payload[key]).__name__}, not a "
-                                  f"{'dict' if kind is Mapping else kind.__name__}; re-save it with save_checkpoint")
+            raise CheckpointError(
+                f"{path}: {key!r} is a {type(payload[key]).__name__}, not a "
+                f"{'dict' if kind is Mapping else kind.__name__}; re-save it with save_checkpoint"
+            )
     name = payload["model_class"]
     if name not in _CLASSES:
-        raise CheckpointError(f"{path} holds an unknown model class {name!r}; known: {', '.join(_CLASSES)}")
+        raise CheckpointError(
+            f"{path} holds an unknown model class {name!r}; known: {', '.join(_CLASSES)}"
+        )
     for key, tensor in payload["state_dict"].items():
         if not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"{path}: weight {key!r} is a {type(tensor).__name__}, not a tensor")
+            raise CheckpointError(
+                f"{path}: weight {key!r} is a {type(tensor).__name__}, not a tensor"
+            )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(
                 f"{path}: weight {key!r} holds NaN or infinite values, so every answer would be meaningless "
@@ -143,7 +171,9 @@ def _validated_class(path: Path, payload: Mapping[str, Any]) -> str:
     return name
 
 
-def _validated_config(path: Path, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+def _validated_config(
+    path: Path, name: str, config: Mapping[str, Any]
+) -> dict[str, Any]:
     """The constructor arguments, checked against the class's signature and for sane sizes.
 
     A config is data from a file: without this check ``hidden=[10**9]`` would try to allocate terabytes
@@ -152,14 +182,25 @@ def _validated_config(path: Path, name: str, config: Mapping[str, Any]) -> dict[
     parameters = inspect.signature(_CLASSES[name]).parameters
     for key, value in config.items():
         if key not in parameters:
-            raise CheckpointError(f"{path}: {name} takes no argument {key!r} (it takes "
-                                  f"{', '.join(parameters) or 'none'}); the checkpoint is damaged or not ours")
+            raise CheckpointError(
+                f"{path}: {name} takes no argument {key!r} (it takes "
+                f"{', '.join(parameters) or 'none'}); the checkpoint is damaged or not ours"
+            )
         sizes = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sizes) or len(sizes) > 100:
-            raise CheckpointError(f"{path}: {name} config {key}={value!r} is not a number or a short list of numbers")
+        if (
+            not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in sizes
+            )
+            or len(sizes) > 100
+        ):
+            raise CheckpointError(
+                f"{path}: {name} config {key}={value!r} is not a number or a short list of numbers"
+            )
         if any(v < 0 or v > MAX_LAYER_SIZE for v in sizes):
-            raise CheckpointError(f"{path}: {name} config {key}={value!r} is out of range (0 to "
-                                  f"{MAX_LAYER_SIZE:,}); the checkpoint is damaged or not ours")
+            raise CheckpointError(
+                f"{path}: {name} config {key}={value!r} is out of range (0 to "
+                f"{MAX_LAYER_SIZE:,}); the checkpoint is damaged or not ours"
+            )
     return dict(config)
 
 
@@ -198,9 +239,16 @@ def load_checkpoint(
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: the weights do not fit a {name}{config}: {err}") from err
+        raise CheckpointError(
+            f"{path}: the weights do not fit a {name}{config}: {err}"
+        ) from err
     try:
         model = model.to(map_location)
-    except (RuntimeError, AssertionError) as err:  # e.g. "mps" or "cuda" on a machine without one
-        raise CheckpointError(f"cannot put the model on {str(map_location)!r}: {err}; use 'cpu'") from err
+    except (
+        RuntimeError,
+        AssertionError,
+    ) as err:  # e.g. "mps" or "cuda" on a machine without one
+        raise CheckpointError(
+            f"cannot put the model on {str(map_location)!r}: {err}; use 'cpu'"
+        ) from err
     return model.eval(), payload["metadata"]

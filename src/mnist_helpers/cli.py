@@ -70,11 +70,17 @@ def _normalization(model: nn.Module, metadata: dict[str, Any]) -> tuple[float, f
     stored = metadata.get("normalization")
     if isinstance(stored, dict) and {"mean", "std"} <= stored.keys():
         return float(stored["mean"]), float(stored["std"])
-    recipe = next(recipe for recipe in RECIPES.values() if MODEL_REGISTRY[recipe.model] is type(model))
+    recipe = next(
+        recipe
+        for recipe in RECIPES.values()
+        if MODEL_REGISTRY[recipe.model] is type(model)
+    )
     return recipe.mean, recipe.std
 
 
-def _load(path: str, device: str | None) -> tuple[nn.Module, dict[str, Any], torch.device]:
+def _load(
+    path: str, device: str | None
+) -> tuple[nn.Module, dict[str, Any], torch.device]:
     device_ = pick_device(device)
     model, metadata = load_checkpoint(path, map_location=device_)
     return model, metadata, device_
@@ -98,9 +104,12 @@ class EpochReporter:
 
     def __call__(self, history: History) -> None:
         self.history, epoch = history, history.epochs
-        print(f"epoch {epoch:>3}: train loss {history.train_loss[-1]:.4f} acc {100 * history.train_acc[-1]:.2f}% "
-              f"| val loss {history.val_loss[-1]:.4f} acc {100 * history.val_acc[-1]:.2f}% "
-              f"| {history.seconds[-1]:.1f} s", flush=True)
+        print(
+            f"epoch {epoch:>3}: train loss {history.train_loss[-1]:.4f} acc {100 * history.train_acc[-1]:.2f}% "
+            f"| val loss {history.val_loss[-1]:.4f} acc {100 * history.val_acc[-1]:.2f}% "
+            f"| {history.seconds[-1]:.1f} s",
+            flush=True,
+        )
         if history.best_epoch == epoch:
             self.best_state = copy.deepcopy(self.model.state_dict())
 
@@ -109,15 +118,31 @@ def save_partial(reporter: EpochReporter, out: Path, record: TrainingRecord) -> 
     """After Ctrl-C: save the best epoch so far next to ``out``, clearly named as partial, and say so."""
     history = reporter.history
     if reporter.best_state is None:
-        print(f"{PROG}: interrupted before the first epoch ended: nothing to save", file=sys.stderr)
+        print(
+            f"{PROG}: interrupted before the first epoch ended: nothing to save",
+            file=sys.stderr,
+        )
         return
     reporter.model.load_state_dict(reporter.best_state)
     partial = out.with_name(out.name.removesuffix(".pt") + PARTIAL_SUFFIX)
-    record = replace(record, best_epoch=history.best_epoch, val_acc=history.best_val_acc,
-                     val_loss=history.best_val_loss)
-    save_checkpoint(partial, reporter.model, **record.metadata(), partial=True, history=history.as_dict())
-    print(f"{PROG}: interrupted after {history.epochs} epoch(s); the best so far (epoch {history.best_epoch}, "
-          f"validation accuracy {100 * history.best_val_acc:.2f}%) is saved as {partial}", file=sys.stderr)
+    record = replace(
+        record,
+        best_epoch=history.best_epoch,
+        val_acc=history.best_val_acc,
+        val_loss=history.best_val_loss,
+    )
+    save_checkpoint(
+        partial,
+        reporter.model,
+        **record.metadata(),
+        partial=True,
+        history=history.as_dict(),
+    )
+    print(
+        f"{PROG}: interrupted after {history.epochs} epoch(s); the best so far (epoch {history.best_epoch}, "
+        f"validation accuracy {100 * history.best_val_acc:.2f}%) is saved as {partial}",
+        file=sys.stderr,
+    )
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -129,42 +154,96 @@ def command_train(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("checkpoints") / current_profile() / f"{args.model}.pt")
     check_destination(out)
     device = pick_device(args.device)
-    if launched_by_torchrun():  # one of several workers: chapter 13's data-parallel training
-        return train_distributed(args.model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out,
-                                 train_images=args.train_images or b.train_images,
-                                 test_images=args.test_images or b.test_images, device=device)
+    if (
+        launched_by_torchrun()
+    ):  # one of several workers: chapter 13's data-parallel training
+        return train_distributed(
+            args.model,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            out=out,
+            train_images=args.train_images or b.train_images,
+            test_images=args.test_images or b.test_images,
+            device=device,
+        )
 
-    splits = load_mnist_splits(train_images=args.train_images or b.train_images, seed=seed, mean=recipe.mean,
-                               std=recipe.std, test_images=args.test_images or b.test_images, device=device)
+    splits = load_mnist_splits(
+        train_images=args.train_images or b.train_images,
+        seed=seed,
+        mean=recipe.mean,
+        std=recipe.std,
+        test_images=args.test_images or b.test_images,
+        device=device,
+    )
     model = replace(recipe, seed=seed).build_model()
-    print(f"profile {current_profile()}: {recipe.model} ({count_parameters(model):,} parameters) on {device}; "
-          f"{len(splits.train):,} train / {len(splits.val):,} validation / {len(splits.test):,} test images")
+    print(
+        f"profile {current_profile()}: {recipe.model} ({count_parameters(model):,} parameters) on {device}; "
+        f"{len(splits.train):,} train / {len(splits.val):,} validation / {len(splits.test):,} test images"
+    )
     print(f"recipe: chapter {int(recipe.chapter)}: {recipe.describe()}")
-    print(f"this run: {epochs} epoch{'s' * (epochs != 1)}, batch {batch_size}, lr {lr:g}, seed {seed}", flush=True)
+    print(
+        f"this run: {epochs} epoch{'s' * (epochs != 1)}, batch {batch_size}, lr {lr:g}, seed {seed}",
+        flush=True,
+    )
 
     record = TrainingRecord(
-        recipe=args.model, description=replace(recipe, seed=seed, batch_size=batch_size, lr=lr).describe(),
-        mean=recipe.mean, std=recipe.std, profile=current_profile(), seed=seed, best_epoch=None,
-        val_acc=None, val_loss=None)
+        recipe=args.model,
+        description=replace(recipe, seed=seed, batch_size=batch_size, lr=lr).describe(),
+        mean=recipe.mean,
+        std=recipe.std,
+        profile=current_profile(),
+        seed=seed,
+        best_epoch=None,
+        val_acc=None,
+        val_loss=None,
+    )
     reporter = EpochReporter(model)
     try:
-        history = fit_recipe(recipe, model, splits, device=device, epochs=epochs, batch_size=batch_size, lr=lr,
-                             seed=seed, on_epoch=reporter)
+        history = fit_recipe(
+            recipe,
+            model,
+            splits,
+            device=device,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            on_epoch=reporter,
+        )
     except KeyboardInterrupt:
         save_partial(reporter, out, record)
         raise
     if history.stopped_early:
-        print(f"stopped early after epoch {history.epochs}: {recipe.monitor} stopped improving")
+        print(
+            f"stopped early after epoch {history.epochs}: {recipe.monitor} stopped improving"
+        )
     refuse_useless(history)
 
     # fit restored the best epoch's weights (chosen on validation); the test set is touched once, here.
-    test_loss, test_acc = evaluate(model, splits.test.batches(1024), recipe.loss_fn, device=device)
-    record = replace(record, best_epoch=history.best_epoch, val_acc=history.best_val_acc,
-                     val_loss=history.best_val_loss, test_acc=test_acc, test_loss=test_loss)
+    test_loss, test_acc = evaluate(
+        model, splits.test.batches(1024), recipe.loss_fn, device=device
+    )
+    record = replace(
+        record,
+        best_epoch=history.best_epoch,
+        val_acc=history.best_val_acc,
+        val_loss=history.best_val_loss,
+        test_acc=test_acc,
+        test_loss=test_loss,
+    )
     previous = save_trained(out, model, record, history, epochs_run=history.epochs)
-    print(f"best epoch {history.best_epoch} (validation accuracy {100 * history.best_val_acc:.2f}%)")
-    print(f"test accuracy {100 * test_acc:.2f}% ({round(test_acc * len(splits.test)):,}/{len(splits.test):,})")
-    print(f"checkpoint written to {out}" + (f" (the one it replaced is kept as {previous})" if previous else ""))
+    print(
+        f"best epoch {history.best_epoch} (validation accuracy {100 * history.best_val_acc:.2f}%)"
+    )
+    print(
+        f"test accuracy {100 * test_acc:.2f}% ({round(test_acc * len(splits.test)):,}/{len(splits.test):,})"
+    )
+    print(
+        f"checkpoint written to {out}"
+        + (f" (the one it replaced is kept as {previous})" if previous else "")
+    )
     return 0
 
 
@@ -184,8 +263,10 @@ def _write_table(rows: list[dict[str, Any]]) -> None:
             print(f"{row['file']:<{width}}  {'-':>10}  {'-':>10}  (failed, see stderr)")
         else:
             second = int(np.argsort(row["probabilities"])[-2])
-            print(f"{row['file']:<{width}}  {row['prediction']:>10}  {100 * row['confidence']:>9.1f}%  "
-                  f"{second} ({100 * row['probabilities'][second]:.1f}%)")
+            print(
+                f"{row['file']:<{width}}  {row['prediction']:>10}  {100 * row['confidence']:>9.1f}%  "
+                f"{second} ({100 * row['probabilities'][second]:.1f}%)"
+            )
 
 
 def _write_csv(rows: list[dict[str, Any]]) -> None:
@@ -196,15 +277,21 @@ def _write_csv(rows: list[dict[str, Any]]) -> None:
         if "error" in row:
             writer.writerow([row["file"], "", "", row["error"]])
         else:
-            writer.writerow([row["file"], row["prediction"], f"{row['confidence']:.4f}", ""])
+            writer.writerow(
+                [row["file"], row["prediction"], f"{row['confidence']:.4f}", ""]
+            )
 
 
 def _write_json(rows: list[dict[str, Any]]) -> None:
-    print(json.dumps(rows, indent=2, allow_nan=False))  # NaN is not JSON: fail before writing anything
+    print(
+        json.dumps(rows, indent=2, allow_nan=False)
+    )  # NaN is not JSON: fail before writing anything
 
 
 WRITERS: dict[str, Callable[[list[dict[str, Any]]], None]] = {
-    "table": _write_table, "csv": _write_csv, "json": _write_json,
+    "table": _write_table,
+    "csv": _write_csv,
+    "json": _write_json,
 }
 
 
@@ -224,13 +311,22 @@ def command_predict(args: argparse.Namespace) -> int:
             continue
         if args.show_preprocessed is not None and result.frame is not None:
             Image.fromarray(result.frame.round().astype(np.uint8)).save(
-                args.show_preprocessed / _preprocessed_name(index, source))
-        rows.append({"file": source, "prediction": result.label, "confidence": result.confidence,
-                     "probabilities": [round(float(p), 6) for p in result.probabilities]})
+                args.show_preprocessed / _preprocessed_name(index, source)
+            )
+        rows.append(
+            {
+                "file": source,
+                "prediction": result.label,
+                "confidence": result.confidence,
+                "probabilities": [round(float(p), 6) for p in result.probabilities],
+            }
+        )
     WRITERS[args.format](rows)
     failed = sum("error" in row for row in rows)
     if failed:
-        print(f"{PROG}: {failed} of {len(rows)} images could not be used", file=sys.stderr)
+        print(
+            f"{PROG}: {failed} of {len(rows)} images could not be used", file=sys.stderr
+        )
     return 1 if failed else 0
 
 
@@ -253,17 +349,24 @@ def command_evaluate(args: argparse.Namespace) -> int:
     print(f"{args.checkpoint}: {name} on {len(test):,} test images")
     print(f"test accuracy {100 * result.accuracy:.2f}% ({correct:,}/{len(test):,})")
     if result.accuracy <= 2 * CHANCE_ACCURACY:
-        print(f"{PROG}: warning: {100 * result.accuracy:.1f}% is no better than guessing (chance is "
-              f"{100 * CHANCE_ACCURACY:.0f}%): is this a trained checkpoint, with its own normalization?",
-              file=sys.stderr)
+        print(
+            f"{PROG}: warning: {100 * result.accuracy:.1f}% is no better than guessing (chance is "
+            f"{100 * CHANCE_ACCURACY:.0f}%): is this a trained checkpoint, with its own normalization?",
+            file=sys.stderr,
+        )
     print()
     print("digit  images  correct  accuracy")
     for digit in range(10):
-        print(f"{digit:>5}  {cm[digit].sum():>6}  {cm[digit, digit]:>7}  {100 * per_class[digit]:>7.2f}%")
+        print(
+            f"{digit:>5}  {cm[digit].sum():>6}  {cm[digit, digit]:>7}  {100 * per_class[digit]:>7.2f}%"
+        )
     pairs = most_confused_pairs(cm, k=3)
     if pairs:
         print()
-        print("most confused: " + ", ".join(f"{t} read as {p} ({n}x)" for t, p, n in pairs))
+        print(
+            "most confused: "
+            + ", ".join(f"{t} read as {p} ({n}x)" for t, p, n in pairs)
+        )
     return 0
 
 
@@ -274,41 +377,70 @@ def command_export(args: argparse.Namespace) -> int:
     """Write the checkpoint's model to ONNX (normalization built in), then check it against PyTorch."""
     out = Path(args.out)
     if out.suffix != ".onnx":
-        raise ValueError(f"--out {out}: the file name must end in .onnx, e.g. --out model.onnx")
+        raise ValueError(
+            f"--out {out}: the file name must end in .onnx, e.g. --out model.onnx"
+        )
     if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name inside it, e.g. --out {out / 'model.onnx'}")
+        raise ValueError(
+            f"--out {out} is a folder; give a file name inside it, e.g. --out {out / 'model.onnx'}"
+        )
     model, metadata, _ = _load(args.checkpoint, "cpu")
     name = _recipe_name(metadata)
     mean, std = _normalization(model, metadata)
-    export_onnx(model, out, mean=mean, std=std, metadata={"checkpoint": Path(args.checkpoint).name, "model": name})
-    pixels = torch.randint(0, 256, (256, 1, 28, 28), generator=torch.Generator().manual_seed(0)).float()
+    export_onnx(
+        model,
+        out,
+        mean=mean,
+        std=std,
+        metadata={"checkpoint": Path(args.checkpoint).name, "model": name},
+    )
+    pixels = torch.randint(
+        0, 256, (256, 1, 28, 28), generator=torch.Generator().manual_seed(0)
+    ).float()
     parity = check_parity(model, onnx_session(out), pixels, mean=mean, std=std)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {name}, with its normalization (mean {mean:g}, "
-          f"std {std:g}) built in")
-    print("input 'pixels': float32 (N, 1, 28, 28), grey levels 0..255, white ink on black; output 'logits': (N, 10)")
-    print(f"check on {parity.images} random images: onnxruntime and PyTorch predict the same digit for "
-          f"{parity.same_predictions}; largest logit difference {parity.max_abs_logit_diff:.1e}")
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {name}, with its normalization (mean {mean:g}, "
+        f"std {std:g}) built in"
+    )
+    print(
+        "input 'pixels': float32 (N, 1, 28, 28), grey levels 0..255, white ink on black; output 'logits': (N, 10)"
+    )
+    print(
+        f"check on {parity.images} random images: onnxruntime and PyTorch predict the same digit for "
+        f"{parity.same_predictions}; largest logit difference {parity.max_abs_logit_diff:.1e}"
+    )
     return 0 if parity.identical_predictions else 1
 
 
 # -------------------------------------------------------------------------------------------- argparse
 
 
-def _positive(kind: Callable[[str], Any], high: float = math.inf, low: int | None = None) -> Callable[[str], Any]:
+def _positive(
+    kind: Callable[[str], Any], high: float = math.inf, low: int | None = None
+) -> Callable[[str], Any]:
     """An argparse type accepting only numbers > 0 (ints from ``low``, default 1) and at most ``high``, so
     '--epochs 0' or '--train-images 70000' is a usage error naming the option, not a crash later."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a valid {kind.__name__}"
+            ) from None
         if kind is int:
             minimum = 1 if low is None else low
             if not minimum <= value <= high:
-                bounds = f"between {minimum} and {high:,}" if high < math.inf else f"> {minimum - 1}"
+                bounds = (
+                    f"between {minimum} and {high:,}"
+                    if high < math.inf
+                    else f"> {minimum - 1}"
+                )
                 raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
         elif not (0 < value <= high):
-            raise argparse.ArgumentTypeError(f"must be > 0{f' and at most {high:g}' * (high < math.inf)}, got {text}")
+            raise argparse.ArgumentTypeError(
+                f"must be > 0{f' and at most {high:g}' * (high < math.inf)}, got {text}"
+            )
         return value
 
     parse.__name__ = f"positive {kind.__name__}"
@@ -322,7 +454,9 @@ def _device(text: str) -> str:
     except ValueError as error:  # a device this machine does not have
         raise argparse.ArgumentTypeError(str(error)) from None
     except RuntimeError:  # torch does not know the name
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use cpu, cuda or mps") from None
+        raise argparse.ArgumentTypeError(
+            f"unknown device {text!r}: use cpu, cuda or mps"
+        ) from None
     return text
 
 
@@ -330,10 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train, evaluate and use the MNIST models of the book 'MNIST handwritten-digit "
-                    "recognition with PyTorch'.",
+        "recognition with PyTorch'.",
         epilog="Set MNIST_BOOK_PROFILE=smoke for a quick run on a few thousand images, and MNIST_DATA_DIR "
-               "to a folder holding MNIST/raw/ if the data is not in the repository's data/. "
-               "Run '%(prog)s COMMAND --help' for a command's options.",
+        "to a folder holding MNIST/raw/ if the data is not in the repository's data/. "
+        "Run '%(prog)s COMMAND --help' for a command's options.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
@@ -348,76 +482,142 @@ CHECKPOINT_HELP = "a checkpoint written by 'train' or by a chapter"
 
 
 def _add_train(commands: Any) -> None:
-    recipes = "\n".join(f"  {name:<10} {textwrap.fill(recipe.describe(), 90, subsequent_indent=' ' * 13)}"
-                         for name, recipe in RECIPES.items())
+    recipes = "\n".join(
+        f"  {name:<10} {textwrap.fill(recipe.describe(), 90, subsequent_indent=' ' * 13)}"
+        for name, recipe in RECIPES.items()
+    )
     train = commands.add_parser(
-        "train", help="train a model with its chapter's recipe and save the best checkpoint",
+        "train",
+        help="train a model with its chapter's recipe and save the best checkpoint",
         description="Train on the training split, pick the best epoch on a validation split (never on\n"
-                    "the test set), report test accuracy once, and save a checkpoint.",
+        "the test set), report test accuracy once, and save a checkpoint.",
         epilog=f"recipes (defaults; full-profile epochs):\n{recipes}\n\n"
-               "Under MNIST_BOOK_PROFILE=smoke the defaults shrink to 4000 training images, 2000 test\n"
-               "images and 1 epoch. MNIST is read from $MNIST_DATA_DIR/MNIST/raw/ when MNIST_DATA_DIR is\n"
-               "set, else from the repository's data/MNIST/raw/.\n\n"
-               "A model no better than guessing is not saved. An existing checkpoint at --out is kept as\n"
-               "<name>.previous.pt; Ctrl-C saves the best epoch so far as <name>.partial.pt.",
+        "Under MNIST_BOOK_PROFILE=smoke the defaults shrink to 4000 training images, 2000 test\n"
+        "images and 1 epoch. MNIST is read from $MNIST_DATA_DIR/MNIST/raw/ when MNIST_DATA_DIR is\n"
+        "set, else from the repository's data/MNIST/raw/.\n\n"
+        "A model no better than guessing is not saved. An existing checkpoint at --out is kept as\n"
+        "<name>.previous.pt; Ctrl-C saves the best epoch so far as <name>.partial.pt.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument("--model", required=True, choices=RECIPES, help="which recipe to train (a chapter's final recipe)")
-    train.add_argument("--epochs", metavar="N", type=_positive(int), help="epochs (default: the recipe's)")
-    train.add_argument("--batch-size", metavar="B", type=_positive(int), help="batch size (default: the recipe's)")
-    train.add_argument("--lr", metavar="LR", type=_positive(float, high=1e6),
-                       help="learning rate (default: the recipe's)")
-    train.add_argument("--seed", metavar="S", type=_positive(int, high=2**32 - 1, low=0),
-                       help="random seed, 0 to 2**32-1 (default: the recipe's)")
-    train.add_argument("--out", metavar="PATH", type=Path,
-                       help="checkpoint to write (default: checkpoints/<profile>/<model>.pt)")
-    train.add_argument("--train-images", metavar="N", type=_positive(int, high=60_000, low=20),
-                       help="use only the first N (20 to 60,000) training images, before the validation split")
-    train.add_argument("--test-images", metavar="N", type=_positive(int, high=10_000, low=1),
-                       help="use only the first N of the 10,000 test images")
+    train.add_argument(
+        "--model",
+        required=True,
+        choices=RECIPES,
+        help="which recipe to train (a chapter's final recipe)",
+    )
+    train.add_argument(
+        "--epochs",
+        metavar="N",
+        type=_positive(int),
+        help="epochs (default: the recipe's)",
+    )
+    train.add_argument(
+        "--batch-size",
+        metavar="B",
+        type=_positive(int),
+        help="batch size (default: the recipe's)",
+    )
+    train.add_argument(
+        "--lr",
+        metavar="LR",
+        type=_positive(float, high=1e6),
+        help="learning rate (default: the recipe's)",
+    )
+    train.add_argument(
+        "--seed",
+        metavar="S",
+        type=_positive(int, high=2**32 - 1, low=0),
+        help="random seed, 0 to 2**32-1 (default: the recipe's)",
+    )
+    train.add_argument(
+        "--out",
+        metavar="PATH",
+        type=Path,
+        help="checkpoint to write (default: checkpoints/<profile>/<model>.pt)",
+    )
+    train.add_argument(
+        "--train-images",
+        metavar="N",
+        type=_positive(int, high=60_000, low=20),
+        help="use only the first N (20 to 60,000) training images, before the validation split",
+    )
+    train.add_argument(
+        "--test-images",
+        metavar="N",
+        type=_positive(int, high=10_000, low=1),
+        help="use only the first N of the 10,000 test images",
+    )
     train.add_argument("--device", metavar="DEVICE", type=_device, help=DEVICE_HELP)
     train.set_defaults(run=command_train)
 
 
 def _add_predict(commands: Any) -> None:
     predict = commands.add_parser(
-        "predict", help="read handwritten digits from image files",
+        "predict",
+        help="read handwritten digits from image files",
         description="Preprocess each photo MNIST-style (grey, ink on black, cropped, scaled to 20 px, "
-                    "centred by mass in 28x28) and print the model's answer. Images that cannot be used "
-                    "are reported on stderr; the others are still predicted and the exit status is 1.",
+        "centred by mass in 28x28) and print the model's answer. Images that cannot be used "
+        "are reported on stderr; the others are still predicted and the exit status is 1.",
     )
-    predict.add_argument("--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP)
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    predict.add_argument("--format", choices=WRITERS, default="table",
-                         help="output: an aligned table (default), CSV (file,prediction,confidence,error) or JSON")
-    predict.add_argument("--show-preprocessed", type=Path, metavar="DIR",
-                         help="also save the 28x28 image the model saw for each input, as PNG in DIR")
+    predict.add_argument(
+        "--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP
+    )
+    predict.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)"
+    )
+    predict.add_argument(
+        "--format",
+        choices=WRITERS,
+        default="table",
+        help="output: an aligned table (default), CSV (file,prediction,confidence,error) or JSON",
+    )
+    predict.add_argument(
+        "--show-preprocessed",
+        type=Path,
+        metavar="DIR",
+        help="also save the 28x28 image the model saw for each input, as PNG in DIR",
+    )
     predict.add_argument("--device", metavar="DEVICE", type=_device, help=DEVICE_HELP)
     predict.set_defaults(run=command_predict)
 
 
 def _add_evaluate(commands: Any) -> None:
     evaluate_ = commands.add_parser(
-        "evaluate", help="test accuracy and per-digit accuracy of a checkpoint",
+        "evaluate",
+        help="test accuracy and per-digit accuracy of a checkpoint",
         description="Evaluate a checkpoint on the MNIST test set: overall accuracy, a per-digit table "
-                    "and the most confused pairs.",
+        "and the most confused pairs.",
     )
-    evaluate_.add_argument("--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP)
-    evaluate_.add_argument("--test-images", metavar="N", type=_positive(int, high=10_000, low=1),
-                           help="use only the first N test images (default: all; 2000 in the smoke profile)")
+    evaluate_.add_argument(
+        "--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP
+    )
+    evaluate_.add_argument(
+        "--test-images",
+        metavar="N",
+        type=_positive(int, high=10_000, low=1),
+        help="use only the first N test images (default: all; 2000 in the smoke profile)",
+    )
     evaluate_.add_argument("--device", metavar="DEVICE", type=_device, help=DEVICE_HELP)
     evaluate_.set_defaults(run=command_evaluate)
 
 
 def _add_export(commands: Any) -> None:
     export = commands.add_parser(
-        "export", help="export a checkpoint to ONNX, to run it without PyTorch (onnxruntime, a web page)",
+        "export",
+        help="export a checkpoint to ONNX, to run it without PyTorch (onnxruntime, a web page)",
         description="Write the checkpoint's model to one ONNX file that takes 0..255 grey-level pixels (the "
-                    "normalization it was trained with is built in) and returns logits, then check that "
-                    "onnxruntime and PyTorch agree on it. Exit status 1 if they predict different digits.",
+        "normalization it was trained with is built in) and returns logits, then check that "
+        "onnxruntime and PyTorch agree on it. Exit status 1 if they predict different digits.",
     )
-    export.add_argument("--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP)
-    export.add_argument("--out", metavar="PATH", required=True, help="the ONNX file to write, e.g. model.onnx")
+    export.add_argument(
+        "--checkpoint", metavar="PATH", required=True, help=CHECKPOINT_HELP
+    )
+    export.add_argument(
+        "--out",
+        metavar="PATH",
+        required=True,
+        help="the ONNX file to write, e.g. model.onnx",
+    )
     export.set_defaults(run=command_export)
 
 

@@ -12,11 +12,11 @@ import hashlib
 import math
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,7 +54,9 @@ def default_data_root() -> Path:
     if env := os.environ.get("MNIST_DATA_DIR"):
         return Path(env)
     for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file() and (parent / "src" / "mnist_helpers").is_dir():
+        if (parent / "pyproject.toml").is_file() and (
+            parent / "src" / "mnist_helpers"
+        ).is_dir():
             return parent / "data"
     return Path("data")
 
@@ -87,7 +89,10 @@ def verify_mnist(root: str | Path | None = None) -> None:
     raw = _raw_folder(root)
     missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
     if missing:
-        raise MNISTDataError(f"MNIST files missing in {raw}/: {', '.join(missing)}. " + _how_to_fetch(raw))
+        raise MNISTDataError(
+            f"MNIST files missing in {raw}/: {', '.join(missing)}. "
+            + _how_to_fetch(raw)
+        )
     for name, expected in MNIST_FILES.items():
         path = raw / name
         stat = path.stat()
@@ -131,9 +136,13 @@ def load_mnist(
         try:
             with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
                 MNIST(root, train=train, download=True)
-        except Exception as err:  # torchvision names the first archive it tried, not the missing file
-            raise MNISTDataError(f"MNIST files missing in {raw}/: {', '.join(missing)}; could not download "
-                                 f"them ({err}). " + _how_to_fetch(raw)) from err
+        except (
+            Exception
+        ) as err:  # torchvision names the first archive it tried, not the missing file
+            raise MNISTDataError(
+                f"MNIST files missing in {raw}/: {', '.join(missing)}; could not download "
+                f"them ({err}). " + _how_to_fetch(raw)
+            ) from err
     verify_mnist(root)
     return MNIST(root, train=train, transform=transform, download=False)
 
@@ -149,7 +158,9 @@ def mnist_tensors(
     images, labels = dataset.data.unsqueeze(1), dataset.targets
     if limit is not None:
         if not 1 <= limit <= len(labels):
-            raise ValueError(f"limit={limit} is out of range: the set has {len(labels)} images")
+            raise ValueError(
+                f"limit={limit} is out of range: the set has {len(labels)} images"
+            )
         images, labels = images[:limit], labels[:limit]
     return images, labels
 
@@ -162,7 +173,12 @@ def compute_mean_std(images: Tensor) -> tuple[float, float]:
     """
     if images.dtype == torch.uint8:
         pixels = images.float() / 255
-    elif images.is_floating_point() and images.numel() and 0 <= images.min() and images.max() <= 1:
+    elif (
+        images.is_floating_point()
+        and images.numel()
+        and 0 <= images.min()
+        and images.max() <= 1
+    ):
         pixels = images.float()
     else:
         raise ValueError(
@@ -173,16 +189,22 @@ def compute_mean_std(images: Tensor) -> tuple[float, float]:
     return mean.item(), std.item()
 
 
-def train_val_split(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[Tensor, Tensor]:
+def train_val_split(
+    n: int, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[Tensor, Tensor]:
     """Disjoint ``(train_idx, val_idx)`` from a seeded permutation of ``range(n)``, each sorted.
 
     Model selection (best epoch, early stopping) uses the validation part so the test set is touched once.
     """
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+        raise ValueError(
+            f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}"
+        )
     n_val = max(1, round(n * val_fraction))
     if n_val >= n:
-        raise ValueError(f"cannot split {n} images with val_fraction={val_fraction}: nothing left to train on")
+        raise ValueError(
+            f"cannot split {n} images with val_fraction={val_fraction}: nothing left to train on"
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[n_val:].sort().values, order[:n_val].sort().values
 
@@ -195,7 +217,12 @@ class TensorBatches:
     """
 
     def __init__(
-        self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -215,14 +242,20 @@ class TensorBatches:
         batches of 11 would crash the last step of every epoch. Skipping one image per epoch, a different
         one each epoch since the order is reshuffled, costs nothing; evaluation (unshuffled) keeps it.
         """
-        return self.shuffle and len(self.labels) > 1 and len(self.labels) % self.batch_size == 1
+        return (
+            self.shuffle
+            and len(self.labels) > 1
+            and len(self.labels) % self.batch_size == 1
+        )
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         if not self.shuffle:
             return self._slices()
         generator = torch.Generator().manual_seed(self.seed + self._passes)
         self._passes += 1
-        order = torch.randperm(len(self.labels), generator=generator).to(self.images.device)
+        order = torch.randperm(len(self.labels), generator=generator).to(
+            self.images.device
+        )
         return self._gathered(order[: len(order) - self._drops_last_single])
 
     def _slices(self) -> Iterator[tuple[Tensor, Tensor]]:
@@ -249,9 +282,13 @@ class TensorSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> TensorBatches:
+    def batches(
+        self, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> TensorBatches:
         """Iterate in mini-batches; shuffle for training, keep order for evaluation."""
-        return TensorBatches(self.images, self.labels, batch_size, shuffle=shuffle, seed=seed)
+        return TensorBatches(
+            self.images, self.labels, batch_size, shuffle=shuffle, seed=seed
+        )
 
 
 @dataclass
@@ -263,7 +300,9 @@ class MNISTSplits:
     test: TensorSplit
 
 
-def normalize(pixels: Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> Tensor:
+def normalize(
+    pixels: Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD
+) -> Tensor:
     """0..255 pixels (uint8 or float) -> float32 ``(pixels / 255 - mean) / std``, what ``ToTensor`` +
     ``Normalize(mean, std)`` give. Every input a model sees (training, evaluation, a photo) goes through
     this one function, so a model never meets inputs scaled differently from its training data.
@@ -289,18 +328,26 @@ def load_mnist_splits(
     """
     device = torch.device(device)
     images, labels = mnist_tensors(True, root=root, limit=train_images)
-    train_idx, val_idx = train_val_split(len(labels), val_fraction=val_fraction, seed=seed)
-    images = normalize(images.to(device), mean, std).contiguous()  # move the 4x smaller uint8 bytes first
+    train_idx, val_idx = train_val_split(
+        len(labels), val_fraction=val_fraction, seed=seed
+    )
+    images = normalize(
+        images.to(device), mean, std
+    ).contiguous()  # move the 4x smaller uint8 bytes first
     labels = labels.to(device)
     test_x, test_y = mnist_tensors(False, root=root, limit=test_images)
     return MNISTSplits(
         train=TensorSplit(images[train_idx.to(device)], labels[train_idx.to(device)]),
         val=TensorSplit(images[val_idx.to(device)], labels[val_idx.to(device)]),
-        test=TensorSplit(normalize(test_x.to(device), mean, std).contiguous(), test_y.to(device)),
+        test=TensorSplit(
+            normalize(test_x.to(device), mean, std).contiguous(), test_y.to(device)
+        ),
     )
 
 
 def splits_for(run: str, **kwargs: Any) -> MNISTSplits:
     """:func:`load_mnist_splits` sized by ``budget(run)`` for the current profile."""
     b = budget(run)
-    return load_mnist_splits(train_images=b.train_images, test_images=b.test_images, **kwargs)
+    return load_mnist_splits(
+        train_images=b.train_images, test_images=b.test_images, **kwargs
+    )

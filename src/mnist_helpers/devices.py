@@ -36,9 +36,13 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     if preferred is not None:
         device = torch.device(preferred)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"{str(device)!r} requested but CUDA is not available; use 'cpu' or None")
+            raise ValueError(
+                f"{str(device)!r} requested but CUDA is not available; use 'cpu' or None"
+            )
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("'mps' requested but this machine has no Apple GPU; use 'cpu' or None")
+            raise ValueError(
+                "'mps' requested but this machine has no Apple GPU; use 'cpu' or None"
+            )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -102,7 +106,8 @@ def cpu_class() -> str:
         native = "avx2"
     else:
         return platform.machine() or "unknown"
-    limited = os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2" and os.environ.get(
-        "ONEDNN_MAX_CPU_ISA", ""
-    ).upper() == "AVX2"
+    limited = (
+        os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2"
+        and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2"
+    )
     return "avx2 (ISA-limited)" if limited and native != "avx2" else native

@@ -59,26 +59,48 @@ class LayerRow:
 
 # Parameter-free steps that keep the shape: folded into the box before them.
 _FOLD_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid,
-    nn.Softmax, nn.LogSoftmax, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.ELU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
 )
 _FOLD_FUNCTIONS: dict[Callable[..., Any], str] = {
-    F.relu: "ReLU", torch.relu: "ReLU", F.gelu: "GELU", F.silu: "SiLU",
-    F.leaky_relu: "LeakyReLU", torch.tanh: "Tanh", torch.sigmoid: "Sigmoid",
-    F.softmax: "softmax", torch.softmax: "softmax", F.log_softmax: "log_softmax",
-    torch.log_softmax: "log_softmax", F.dropout: "dropout",
+    F.relu: "ReLU",
+    torch.relu: "ReLU",
+    F.gelu: "GELU",
+    F.silu: "SiLU",
+    F.leaky_relu: "LeakyReLU",
+    torch.tanh: "Tanh",
+    torch.sigmoid: "Sigmoid",
+    F.softmax: "softmax",
+    torch.softmax: "softmax",
+    F.log_softmax: "log_softmax",
+    torch.log_softmax: "log_softmax",
+    F.dropout: "dropout",
 }
 _FOLD_METHODS = {"relu": "ReLU", "softmax": "softmax", "log_softmax": "log_softmax"}
 # Steps that only reshape: drawn as their own box only when the shape changes.
 _RESHAPE_FUNCTIONS: dict[Callable[..., Any], str] = {
-    torch.flatten: "torch.flatten", torch.reshape: "torch.reshape",
+    torch.flatten: "torch.flatten",
+    torch.reshape: "torch.reshape",
 }
 _RESHAPE_METHODS = {"view": "view", "reshape": "reshape", "flatten": "flatten"}
 _FUNCTION_NAMES: dict[Callable[..., Any], str] = {
-    F.max_pool2d: "F.max_pool2d", F.avg_pool2d: "F.avg_pool2d",
+    F.max_pool2d: "F.max_pool2d",
+    F.avg_pool2d: "F.avg_pool2d",
     F.adaptive_avg_pool2d: "F.adaptive_avg_pool2d",
-    F.adaptive_max_pool2d: "F.adaptive_max_pool2d", operator.add: "add",
-    torch.add: "torch.add", torch.cat: "torch.cat",
+    F.adaptive_max_pool2d: "F.adaptive_max_pool2d",
+    operator.add: "add",
+    torch.add: "torch.add",
+    torch.cat: "torch.cat",
 }
 
 
@@ -135,18 +157,26 @@ def _expectation(module: nn.Module, shape: tuple[int, ...]) -> str:
     """What the failing layer wanted, in words, for the one-line error."""
     got = tuple(shape)
     if isinstance(module, nn.Linear):
-        return (f"Linear expects {module.in_features} input features, "
-                f"got a tensor of shape {got}")
+        return (
+            f"Linear expects {module.in_features} input features, "
+            f"got a tensor of shape {got}"
+        )
     if isinstance(module, nn.Conv2d):
-        return (f"Conv2d expects {module.in_channels} input channel(s), "
-                f"got a tensor of shape {got}")
+        return (
+            f"Conv2d expects {module.in_channels} input channel(s), "
+            f"got a tensor of shape {got}"
+        )
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        return (f"{type(module).__name__} expects {module.num_features} features, "
-                f"got a tensor of shape {got}")
+        return (
+            f"{type(module).__name__} expects {module.num_features} features, "
+            f"got a tensor of shape {got}"
+        )
     return f"{type(module).__name__} got a tensor of shape {got}"
 
 
-def _fail(model: nn.Module, input_shape: Sequence[int], where: str, err: Exception) -> None:
+def _fail(
+    model: nn.Module, input_shape: Sequence[int], where: str, err: Exception
+) -> None:
     first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
     raise ValueError(
         f"draw_network: {type(model).__name__} failed on a zeros input of shape "
@@ -171,8 +201,11 @@ class _Recorder(fx.Interpreter):
             if self.failed is None:
                 self.failed = self._where(n)
             raise
-        if isinstance(out, Tensor) and n.op in ("call_module", "call_function",
-                                                "call_method"):
+        if isinstance(out, Tensor) and n.op in (
+            "call_module",
+            "call_function",
+            "call_method",
+        ):
             self.steps.append(self._step(n, tuple(out.shape[1:])))
         return out
 
@@ -187,16 +220,22 @@ class _Recorder(fx.Interpreter):
     def _step(self, n: fx.Node, shape: tuple[int, ...]) -> _Step:
         if n.op == "call_module":
             module = self.model.get_submodule(str(n.target))
-            return _Step(str(n.target), _describe_module(module), shape,
-                         _own_parameters(module), isinstance(module, _FOLD_MODULES),
-                         isinstance(module, nn.Flatten))
+            return _Step(
+                str(n.target),
+                _describe_module(module),
+                shape,
+                _own_parameters(module),
+                isinstance(module, _FOLD_MODULES),
+                isinstance(module, nn.Flatten),
+            )
         target = n.target
         if n.op == "call_method":
             if target in _FOLD_METHODS:
                 return _Step(str(target), _FOLD_METHODS[str(target)], shape, 0, True)
             label = _RESHAPE_METHODS.get(str(target), f".{target}()")
-            return _Step(str(target), label, shape, 0, False,
-                         str(target) in _RESHAPE_METHODS)
+            return _Step(
+                str(target), label, shape, 0, False, str(target) in _RESHAPE_METHODS
+            )
         if target in _FOLD_FUNCTIONS:
             return _Step(n.name, _FOLD_FUNCTIONS[target], shape, 0, True)
         if target in _RESHAPE_FUNCTIONS:
@@ -236,10 +275,16 @@ def _steps_by_hooks(model: nn.Module, x: Tensor) -> list[_Step]:
         def post(_m: nn.Module, _args: tuple[Any, ...], out: Any) -> None:
             running.pop()
             if isinstance(out, Tensor):
-                steps.append(_Step(name, _describe_module(module), tuple(out.shape[1:]),
-                                   _own_parameters(module),
-                                   isinstance(module, _FOLD_MODULES),
-                                   isinstance(module, nn.Flatten)))
+                steps.append(
+                    _Step(
+                        name,
+                        _describe_module(module),
+                        tuple(out.shape[1:]),
+                        _own_parameters(module),
+                        isinstance(module, _FOLD_MODULES),
+                        isinstance(module, nn.Flatten),
+                    )
+                )
 
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
@@ -271,8 +316,12 @@ def _fold(steps: list[_Step]) -> list[LayerRow]:
             continue
         if step.fold and rows:
             last = rows[-1]
-            rows[-1] = LayerRow(last.name, f"{last.kind} + {step.label}", step.shape,
-                                last.parameters + step.parameters)
+            rows[-1] = LayerRow(
+                last.name,
+                f"{last.kind} + {step.label}",
+                step.shape,
+                last.parameters + step.parameters,
+            )
         else:
             rows.append(LayerRow(step.name, step.label, step.shape, step.parameters))
         previous_shape = step.shape
@@ -348,8 +397,13 @@ def draw_network(
     ax.axis("off")
     name = type(getattr(model, "_orig_mod", model)).__name__
     heading = title if title is not None else name
-    ax.set_title(f"{heading} · {total:,} trainable parameters", fontsize=_FONT + 1.5,
-                 y=1.0, pad=-16, loc="center")
+    ax.set_title(
+        f"{heading} · {total:,} trainable parameters",
+        fontsize=_FONT + 1.5,
+        y=1.0,
+        pad=-16,
+        loc="center",
+    )
     scale = min(1.0, (width - 0.3) / (columns * _COL_W))
     centres: list[tuple[float, float]] = []
     for i, text in enumerate(boxes):
@@ -358,14 +412,20 @@ def draw_network(
         cy = 0.7 + pos * (_BOX_H + _GAP) + _BOX_H / 2
         centres.append((cx, cy))
         is_input = i == 0
-        ax.add_patch(FancyBboxPatch(
-            (cx - _BOX_W * scale / 2, cy - _BOX_H / 2), _BOX_W * scale, _BOX_H,
-            boxstyle="round,pad=0.02,rounding_size=0.08",
-            facecolor="#eeeeee" if is_input else "#dbe9f6", edgecolor=_ARROW,
-            linewidth=1.0,
-        ))
-        label = ax.text(cx, cy, text, ha="center", va="center", fontsize=_FONT,
-                        linespacing=1.35)
+        ax.add_patch(
+            FancyBboxPatch(
+                (cx - _BOX_W * scale / 2, cy - _BOX_H / 2),
+                _BOX_W * scale,
+                _BOX_H,
+                boxstyle="round,pad=0.02,rounding_size=0.08",
+                facecolor="#eeeeee" if is_input else "#dbe9f6",
+                edgecolor=_ARROW,
+                linewidth=1.0,
+            )
+        )
+        label = ax.text(
+            cx, cy, text, ha="center", va="center", fontsize=_FONT, linespacing=1.35
+        )
         if not is_input:
             label.set_gid(f"layer:{i - 1}")
     for (x0, y0), (x1, y1) in itertools.pairwise(centres):
@@ -373,16 +433,31 @@ def draw_network(
         if x0 != x1:  # next column: along the gap between columns, then in from above
             mid = (x0 + x1) / 2
             below, above = start[1] + _GAP / 2, end[1] - _GAP / 2
-            ax.plot([x0, x0, mid, mid, x1, x1], [start[1], below, below, above, above,
-                    above], color=_ARROW, linewidth=1.0)
+            ax.plot(
+                [x0, x0, mid, mid, x1, x1],
+                [start[1], below, below, above, above, above],
+                color=_ARROW,
+                linewidth=1.0,
+            )
             start = (x1, above)
-        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12,
-                                     color=_ARROW, linewidth=1.0, shrinkA=0,
-                                     shrinkB=0))
+        ax.add_patch(
+            FancyArrowPatch(
+                start,
+                end,
+                arrowstyle="-|>",
+                mutation_scale=12,
+                color=_ARROW,
+                linewidth=1.0,
+                shrinkA=0,
+                shrinkB=0,
+            )
+        )
     return fig
 
 
-def _demo() -> None:  # pragma: no cover - manual check: python -m mnist_helpers.diagrams
+def _demo() -> (
+    None
+):  # pragma: no cover - manual check: python -m mnist_helpers.diagrams
     from mnist_helpers.models import MODEL_REGISTRY
 
     for key, cls in MODEL_REGISTRY.items():

@@ -54,7 +54,9 @@ class RankFailedError(RuntimeError):
 
 def launched_by_torchrun() -> bool:
     """True inside a worker that ``torchrun`` started (it sets RANK, WORLD_SIZE, LOCAL_RANK, ...)."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or all(name in os.environ for name in TORCHRUN_VARIABLES)
+    return "TORCHELASTIC_RUN_ID" in os.environ or all(
+        name in os.environ for name in TORCHRUN_VARIABLES
+    )
 
 
 @dataclass(frozen=True)
@@ -80,34 +82,47 @@ def backend_for(device: torch.device) -> str:
 def _world_from_environment(device: str | torch.device | None) -> World:
     missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
     if missing:
-        raise ValueError(f"not started by torchrun: {', '.join(missing)} not set; launch with "
-                         "`torchrun --nproc_per_node N -m mnist_helpers train ...`")
-    rank, world_size, local_rank = (int(os.environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+        raise ValueError(
+            f"not started by torchrun: {', '.join(missing)} not set; launch with "
+            "`torchrun --nproc_per_node N -m mnist_helpers train ...`"
+        )
+    rank, world_size, local_rank = (
+        int(os.environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    )
     chosen = pick_device(device)
-    if chosen.type == "cuda":  # one GPU per worker on each machine: the local rank picks it
+    if (
+        chosen.type == "cuda"
+    ):  # one GPU per worker on each machine: the local rank picks it
         if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"worker {local_rank} on this machine has no GPU of its own (the machine has "
-                             f"{torch.cuda.device_count()}); start at most that many processes per machine "
-                             "(--nproc_per_node) or train on the CPU (--device cpu)")
+            raise ValueError(
+                f"worker {local_rank} on this machine has no GPU of its own (the machine has "
+                f"{torch.cuda.device_count()}); start at most that many processes per machine "
+                "(--nproc_per_node) or train on the CPU (--device cpu)"
+            )
         chosen = torch.device("cuda", local_rank)
         torch.cuda.set_device(chosen)
     return World(rank, world_size, local_rank, chosen)
 
 
 @contextmanager
-def process_group(device: str | torch.device | None = None,
-                  timeout: timedelta = COLLECTIVE_TIMEOUT) -> Iterator[World]:
+def process_group(
+    device: str | torch.device | None = None, timeout: timedelta = COLLECTIVE_TIMEOUT
+) -> Iterator[World]:
     """Join the process group torchrun prepared, yield this rank's :class:`World`, leave it on exit.
 
     An error inside the block is re-raised as :class:`RankFailedError` naming the rank: torchrun's report
     of the failed launch then says which worker failed and why.
     """
     world = _world_from_environment(device)
-    dist.init_process_group(backend_for(world.device), timeout=timeout)  # meets the others at MASTER_ADDR
+    dist.init_process_group(
+        backend_for(world.device), timeout=timeout
+    )  # meets the others at MASTER_ADDR
     try:
         yield world
     except Exception as error:
-        raise RankFailedError(f"rank {world.rank} of {world.world_size} failed: {error}") from error
+        raise RankFailedError(
+            f"rank {world.rank} of {world.world_size} failed: {error}"
+        ) from error
     finally:
         dist.destroy_process_group()
 
@@ -115,8 +130,10 @@ def process_group(device: str | torch.device | None = None,
 def per_rank_batch_size(batch_size: int, world_size: int) -> int:
     """Each rank's share of a global batch; the global batch, and so the recipe's lr, stays the same."""
     if batch_size % world_size:
-        raise ValueError(f"batch size {batch_size} does not split evenly over {world_size} processes; "
-                         f"use a multiple of {world_size}")
+        raise ValueError(
+            f"batch size {batch_size} does not split evenly over {world_size} processes; "
+            f"use a multiple of {world_size}"
+        )
     return batch_size // world_size
 
 
@@ -130,11 +147,22 @@ class ShardedBatches:
     a hand-written loop does before each epoch; without it every epoch would repeat the first shuffle.
     """
 
-    def __init__(self, split: TensorSplit, batch_size: int, world: World, seed: int = 0,
-                 shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        split: TensorSplit,
+        batch_size: int,
+        world: World,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
         self.split, self.batch_size = split, batch_size
-        self.sampler = DistributedSampler(range(len(split)), num_replicas=world.world_size, rank=world.rank,
-                                          shuffle=shuffle, seed=seed)
+        self.sampler = DistributedSampler(
+            range(len(split)),
+            num_replicas=world.world_size,
+            rank=world.rank,
+            shuffle=shuffle,
+            seed=seed,
+        )
         self._passes = 0
 
     def __len__(self) -> int:
@@ -161,9 +189,13 @@ class ShardedSplit:
     def __len__(self) -> int:
         return len(self.split)
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> ShardedBatches:
+    def batches(
+        self, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> ShardedBatches:
         per_rank = per_rank_batch_size(batch_size, self.world.world_size)
-        return ShardedBatches(self.split, per_rank, self.world, seed=seed, shuffle=shuffle)
+        return ShardedBatches(
+            self.split, per_rank, self.world, seed=seed, shuffle=shuffle
+        )
 
 
 def wrap_model(model: nn.Module, world: World) -> DistributedDataParallel:
@@ -189,26 +221,44 @@ def reduced_history(history: History, world: World) -> History:
     sums = all_reduce_sum(history.train_loss + history.train_acc, world.device)
     slowest = torch.tensor(history.seconds, dtype=torch.float64, device=world.device)
     dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-    return replace(history, train_loss=[s / world.world_size for s in sums[:n]],
-                   train_acc=[s / world.world_size for s in sums[n:]], seconds=slowest.tolist())
+    return replace(
+        history,
+        train_loss=[s / world.world_size for s in sums[:n]],
+        train_acc=[s / world.world_size for s in sums[n:]],
+        seconds=slowest.tolist(),
+    )
 
 
-def evaluate_sharded(model: nn.Module, split: TensorSplit, loss_fn: LossFn, world: World) -> tuple[float, float]:
+def evaluate_sharded(
+    model: nn.Module, split: TensorSplit, loss_fn: LossFn, world: World
+) -> tuple[float, float]:
     """(loss, accuracy) on the whole ``split``, each rank evaluating a disjoint slice of it.
 
     Summing loss × images, correct answers and images over the ranks gives exactly the single-process
     numbers (averaging the ranks' accuracies would not, were the slices of unequal size).
     """
-    index = torch.arange(len(split), device=split.labels.device).tensor_split(world.world_size)[world.rank]
+    index = torch.arange(len(split), device=split.labels.device).tensor_split(
+        world.world_size
+    )[world.rank]
     shard = TensorSplit(split.images[index], split.labels[index])
     loss, accuracy = evaluate(model, shard.batches(1024), loss_fn, device=world.device)
-    loss_sum, correct, seen = all_reduce_sum([loss * len(shard), accuracy * len(shard), len(shard)], world.device)
+    loss_sum, correct, seen = all_reduce_sum(
+        [loss * len(shard), accuracy * len(shard), len(shard)], world.device
+    )
     return loss_sum / seen, correct / seen
 
 
 def train_distributed(
-    name: str, *, epochs: int, batch_size: int, lr: float, seed: int, out: Path,
-    train_images: int | None, test_images: int | None, device: str | torch.device | None = None,
+    name: str,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    out: Path,
+    train_images: int | None,
+    test_images: int | None,
+    device: str | torch.device | None = None,
 ) -> int:
     """``torchrun ... -m mnist_helpers train``: one worker's share of training recipe ``name``.
 
@@ -219,36 +269,85 @@ def train_distributed(
     recipe = RECIPES[name]
     with process_group(device) as world:
         say = print if world.is_main else (lambda *_: None)
-        splits = load_mnist_splits(train_images=train_images, test_images=test_images, seed=seed,
-                                   mean=recipe.mean, std=recipe.std, device=world.device)
+        splits = load_mnist_splits(
+            train_images=train_images,
+            test_images=test_images,
+            seed=seed,
+            mean=recipe.mean,
+            std=recipe.std,
+            device=world.device,
+        )
         model = replace(recipe, seed=seed).build_model()
-        if recipe.bf16 and native_bf16(world.device):  # chapter 9's layout, before DDP lays out its gradient
-            model.to(memory_format=torch.channels_last)  # buckets (a no-op for layers without 4-d weights)
+        if recipe.bf16 and native_bf16(
+            world.device
+        ):  # chapter 9's layout, before DDP lays out its gradient
+            model.to(
+                memory_format=torch.channels_last
+            )  # buckets (a no-op for layers without 4-d weights)
         ddp_model = wrap_model(model, world)
-        seed_everything(seed + world.rank)  # dropout masks differ per rank; the data order is the sampler's
-        say(f"profile {current_profile()}: {name} on {world.world_size} processes ({backend_for(world.device)}, "
+        seed_everything(
+            seed + world.rank
+        )  # dropout masks differ per rank; the data order is the sampler's
+        say(
+            f"profile {current_profile()}: {name} on {world.world_size} processes ({backend_for(world.device)}, "
             f"{world.device.type}, {torch.get_num_threads()} threads each); global batch {batch_size} = "
-            f"{world.world_size} x {per_rank_batch_size(batch_size, world.world_size)}, lr {lr:g}, seed {seed}")
-        history = fit_recipe(recipe, ddp_model, replace(splits, train=ShardedSplit(splits.train, world)),
-                             device=world.device, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                             progress=None if world.is_main else False)
+            f"{world.world_size} x {per_rank_batch_size(batch_size, world.world_size)}, lr {lr:g}, seed {seed}"
+        )
+        history = fit_recipe(
+            recipe,
+            ddp_model,
+            replace(splits, train=ShardedSplit(splits.train, world)),
+            device=world.device,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            progress=None if world.is_main else False,
+        )
         history = reduced_history(history, world)
         for epoch in range(history.epochs):
-            say(f"epoch {epoch + 1:>3}: train loss {history.train_loss[epoch]:.4f} (all ranks) | val acc "
-                f"{100 * history.val_acc[epoch]:.2f}% | {history.seconds[epoch]:.1f} s")
-        refuse_useless(history)  # every rank holds the same reduced history, so all ranks stop together
-        test_loss, test_acc = evaluate_sharded(model, splits.test, recipe.loss_fn, world)
+            say(
+                f"epoch {epoch + 1:>3}: train loss {history.train_loss[epoch]:.4f} (all ranks) | val acc "
+                f"{100 * history.val_acc[epoch]:.2f}% | {history.seconds[epoch]:.1f} s"
+            )
+        refuse_useless(
+            history
+        )  # every rank holds the same reduced history, so all ranks stop together
+        test_loss, test_acc = evaluate_sharded(
+            model, splits.test, recipe.loss_fn, world
+        )
         if world.is_main:
             record = TrainingRecord(
-                recipe=name, description=replace(recipe, seed=seed, batch_size=batch_size, lr=lr).describe(),
-                mean=recipe.mean, std=recipe.std, profile=current_profile(), seed=seed,
-                best_epoch=history.best_epoch, val_acc=history.best_val_acc, val_loss=history.best_val_loss,
-                test_acc=test_acc, test_loss=test_loss)
-            previous = save_trained(out, model, record, history, epochs_run=history.epochs,
-                                    world_size=world.world_size, backend=backend_for(world.device),
-                                    threads_per_process=torch.get_num_threads())
-        say(f"best epoch {history.best_epoch}; test accuracy {100 * test_acc:.2f}% on {len(splits.test):,} images")
+                recipe=name,
+                description=replace(
+                    recipe, seed=seed, batch_size=batch_size, lr=lr
+                ).describe(),
+                mean=recipe.mean,
+                std=recipe.std,
+                profile=current_profile(),
+                seed=seed,
+                best_epoch=history.best_epoch,
+                val_acc=history.best_val_acc,
+                val_loss=history.best_val_loss,
+                test_acc=test_acc,
+                test_loss=test_loss,
+            )
+            previous = save_trained(
+                out,
+                model,
+                record,
+                history,
+                epochs_run=history.epochs,
+                world_size=world.world_size,
+                backend=backend_for(world.device),
+                threads_per_process=torch.get_num_threads(),
+            )
+        say(
+            f"best epoch {history.best_epoch}; test accuracy {100 * test_acc:.2f}% on {len(splits.test):,} images"
+        )
         if world.is_main:
-            print(f"checkpoint written to {out} (by rank 0 only)"
-                  + (f"; the one it replaced is kept as {previous}" if previous else ""))
+            print(
+                f"checkpoint written to {out} (by rank 0 only)"
+                + (f"; the one it replaced is kept as {previous}" if previous else "")
+            )
     return 0

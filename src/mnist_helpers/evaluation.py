@@ -45,7 +45,9 @@ def predict_probabilities(
     model.eval()
     try:
         with torch.no_grad():
-            probs = [torch.softmax(model(x.to(device)).float(), dim=1).cpu() for x in inputs]
+            probs = [
+                torch.softmax(model(x.to(device)).float(), dim=1).cpu() for x in inputs
+            ]
     finally:
         model.train(was_training)
     return torch.cat(probs) if probs else torch.empty(0, 0)
@@ -59,7 +61,11 @@ def collect_predictions(
     batch_size: int = 1024,
 ) -> Predictions:
     """Predict every image of a :class:`TensorSplit` (or of any ``(x, y)`` batches), in eval mode."""
-    batches = split_or_batches.batches(batch_size) if isinstance(split_or_batches, TensorSplit) else split_or_batches
+    batches = (
+        split_or_batches.batches(batch_size)
+        if isinstance(split_or_batches, TensorSplit)
+        else split_or_batches
+    )
     labels: list[Tensor] = []
 
     def images() -> Iterator[Tensor]:
@@ -73,19 +79,32 @@ def collect_predictions(
     return Predictions(torch.cat(labels).numpy(), probs.argmax(axis=1), probs)
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> np.ndarray:
+def confusion_matrix(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10
+) -> np.ndarray:
     """Count images per (true, predicted) pair: rows are true digits, columns predicted digits."""
-    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    y_true, y_pred = (
+        np.asarray(y_true, dtype=np.int64),
+        np.asarray(y_pred, dtype=np.int64),
+    )
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has shape {y_true.shape} but y_pred has shape {y_pred.shape}")
+        raise ValueError(
+            f"y_true has shape {y_true.shape} but y_pred has shape {y_pred.shape}"
+        )
     for name, labels in [("y_true", y_true), ("y_pred", y_pred)]:
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"{name} has labels outside 0..{num_classes - 1}; pass num_classes=")
-    counts = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+            raise ValueError(
+                f"{name} has labels outside 0..{num_classes - 1}; pass num_classes="
+            )
+    counts = np.bincount(
+        y_true * num_classes + y_pred, minlength=num_classes * num_classes
+    )
     return counts.reshape(num_classes, num_classes)
 
 
-def classification_report(y_true: np.ndarray, y_pred: np.ndarray, digits: int = 4) -> str:
+def classification_report(
+    y_true: np.ndarray, y_pred: np.ndarray, digits: int = 4
+) -> str:
     """scikit-learn's precision/recall/F1 table; a class never predicted scores 0 instead of warning."""
     return metrics.classification_report(y_true, y_pred, digits=digits, zero_division=0)
 
@@ -94,7 +113,9 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
     """Fraction of each true digit classified correctly (the recall); NaN for a digit with no images."""
     cm = np.asarray(cm, dtype=float)
     totals = cm.sum(axis=1)
-    return np.divide(np.diag(cm), totals, out=np.full(len(cm), np.nan), where=totals > 0)
+    return np.divide(
+        np.diag(cm), totals, out=np.full(len(cm), np.nan), where=totals > 0
+    )
 
 
 def most_confused_pairs(cm: np.ndarray, k: int = 5) -> list[tuple[int, int, int]]:

@@ -30,7 +30,9 @@ from torch import Tensor, nn
 from mnist_helpers.data import normalize
 from mnist_helpers.devices import model_device
 
-INPUT_NAME = "pixels"  # (batch, 1, 28, 28) float32 grey levels 0..255, white ink on black
+INPUT_NAME = (
+    "pixels"  # (batch, 1, 28, 28) float32 grey levels 0..255, white ink on black
+)
 OUTPUT_NAME = "logits"  # (batch, 10) float32, what the PyTorch model returns
 
 
@@ -45,8 +47,14 @@ class WithNormalization(nn.Module):
         return self.model(normalize(pixels, self.mean, self.std))
 
 
-def export_onnx(model: nn.Module, path: str | Path, *, mean: float, std: float,
-                metadata: Mapping[str, str] | None = None) -> Path:
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    mean: float,
+    std: float,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
     """Write ``model`` (with its normalization ``mean``/``std`` built in) to ``path`` as one ONNX file.
 
     Uses the ``torch.export``-based exporter (``dynamo=True``), PyTorch's default since 2.9; the older
@@ -58,7 +66,9 @@ def export_onnx(model: nn.Module, path: str | Path, *, mean: float, std: float,
     e.g. where the weights came from) is stored in the file's ``metadata_props``. The write is atomic,
     like a checkpoint's.
     """
-    model = copy.deepcopy(getattr(model, "_orig_mod", model)).cpu().eval()  # leave the caller's model alone
+    model = (
+        copy.deepcopy(getattr(model, "_orig_mod", model)).cpu().eval()
+    )  # leave the caller's model alone
     wrapped = WithNormalization(model, mean, std).eval()
     example = torch.zeros(2, 1, 28, 28)
     path = Path(path)
@@ -67,12 +77,19 @@ def export_onnx(model: nn.Module, path: str | Path, *, mean: float, std: float,
     os.close(fd)
     try:
         program = torch.onnx.export(
-            wrapped, (example,), dynamo=True, external_data=False, verbose=False,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            wrapped,
+            (example,),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
             dynamic_shapes=({0: torch.export.Dim("batch")},),
         )
         proto = program.model_proto
-        for node in proto.graph.node:  # the exporter's debugging notes: stack traces with this machine's paths
+        for node in (
+            proto.graph.node
+        ):  # the exporter's debugging notes: stack traces with this machine's paths
             del node.metadata_props[:]
         for key, value in (metadata or {}).items():
             proto.metadata_props.add(key=key, value=str(value))
@@ -90,23 +107,39 @@ def onnx_session(path: str | Path) -> onnxruntime.InferenceSession:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"no ONNX file at {path}: export one first (mnist-helpers export --checkpoint ... --out {path})")
+            f"no ONNX file at {path}: export one first (mnist-helpers export --checkpoint ... --out {path})"
+        )
     try:
-        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(
+            str(path), providers=["CPUExecutionProvider"]
+        )
     except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf types
-        raise ValueError(f"{path} is not a usable ONNX model (truncated, or not an ONNX file?): {error}") from None
+        raise ValueError(
+            f"{path} is not a usable ONNX model (truncated, or not an ONNX file?): {error}"
+        ) from None
 
 
-def onnx_logits(session: onnxruntime.InferenceSession, pixels: Tensor | np.ndarray,
-                batch_size: int = 1000) -> np.ndarray:
+def onnx_logits(
+    session: onnxruntime.InferenceSession,
+    pixels: Tensor | np.ndarray,
+    batch_size: int = 1000,
+) -> np.ndarray:
     """Logits from an exported model for 0..255 ``pixels`` of shape (N, 1, 28, 28), computed in batches."""
     array = pixels.numpy() if isinstance(pixels, Tensor) else np.asarray(pixels)
     array = array.astype(np.float32, copy=False)
     if array.ndim != 4 or array.shape[1:] != (1, 28, 28):
-        raise ValueError(f"pixels must have shape (N, 1, 28, 28), got {tuple(array.shape)}; "
-                         "add the channel axis with pixels[:, None] or reshape(-1, 1, 28, 28)")
-    return np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: array[start:start + batch_size]})[0]
-                           for start in range(0, len(array), batch_size)])
+        raise ValueError(
+            f"pixels must have shape (N, 1, 28, 28), got {tuple(array.shape)}; "
+            "add the channel axis with pixels[:, None] or reshape(-1, 1, 28, 28)"
+        )
+    return np.concatenate(
+        [
+            session.run([OUTPUT_NAME], {INPUT_NAME: array[start : start + batch_size]})[
+                0
+            ]
+            for start in range(0, len(array), batch_size)
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -122,8 +155,15 @@ class Parity:
         return self.same_predictions == self.images
 
 
-def check_parity(model: nn.Module, session: onnxruntime.InferenceSession, pixels: Tensor, *, mean: float,
-                 std: float, batch_size: int = 1000) -> Parity:
+def check_parity(
+    model: nn.Module,
+    session: onnxruntime.InferenceSession,
+    pixels: Tensor,
+    *,
+    mean: float,
+    std: float,
+    batch_size: int = 1000,
+) -> Parity:
     """Run ``model`` (PyTorch, on the CPU) and ``session`` (onnxruntime) on the same 0..255 ``pixels`` and compare.
 
     Both see the same images; PyTorch gets them through :func:`~mnist_helpers.data.normalize`, the ONNX
@@ -134,14 +174,23 @@ def check_parity(model: nn.Module, session: onnxruntime.InferenceSession, pixels
     device = model_device(model)
     pixels = pixels.float().cpu()
     with torch.no_grad():
-        eager = torch.cat([model.eval()(normalize(chunk, mean, std).to(device)).cpu()
-                           for chunk in pixels.split(batch_size)]).numpy()
+        eager = torch.cat(
+            [
+                model.eval()(normalize(chunk, mean, std).to(device)).cpu()
+                for chunk in pixels.split(batch_size)
+            ]
+        ).numpy()
     exported = onnx_logits(session, pixels, batch_size)
-    return Parity(images=len(pixels), same_predictions=int((eager.argmax(1) == exported.argmax(1)).sum()),
-                  max_abs_logit_diff=float(np.abs(eager - exported).max()))
+    return Parity(
+        images=len(pixels),
+        same_predictions=int((eager.argmax(1) == exported.argmax(1)).sum()),
+        max_abs_logit_diff=float(np.abs(eager - exported).max()),
+    )
 
 
-def median_seconds(run: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
+def median_seconds(
+    run: Callable[[], object], repeats: int = 20, warmup: int = 3
+) -> float:
     """Median wall-clock time of ``run()`` over ``repeats`` calls, after ``warmup`` untimed calls.
 
     The median rather than the mean: one call delayed by another process on a shared machine should not

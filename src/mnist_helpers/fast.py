@@ -98,7 +98,10 @@ def accelerate(
     step_model = model
     if bf16 and _is_convnet(model):
         model.to(memory_format=torch.channels_last)
-        train_batches, val_batches = ChannelsLast(train_batches), ChannelsLast(val_batches)
+        train_batches, val_batches = (
+            ChannelsLast(train_batches),
+            ChannelsLast(val_batches),
+        )
     if bf16:
         step_model = Autocast(step_model)
     if compile:

@@ -19,9 +19,15 @@ LIBRARY = Path(__file__).resolve().parent
 def without_docstrings(tree: ast.Module) -> ast.Module:
     """Drop the docstring of the module and of every class and function in ``tree`` (in place)."""
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        if isinstance(
+            node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        ):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+            ):
                 if isinstance(body[0].value.value, str):
                     node.body = body[1:]
     return tree

@@ -44,7 +44,9 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     mime_prefix = "" if display else GLUE_PREFIX
     metadata["scrapbook"] = {"name": name, "mime_prefix": mime_prefix}
     ipython_display(
-        {mime_prefix + mime: data for mime, data in bundle.items()}, raw=True, metadata=metadata
+        {mime_prefix + mime: data for mime, data in bundle.items()},
+        raw=True,
+        metadata=metadata,
     )
 
 

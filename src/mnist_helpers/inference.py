@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence, Union
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -26,15 +27,21 @@ from mnist_helpers.evaluation import predict_probabilities
 
 FRAME_SIZE = 28  # MNIST images are 28x28 ...
 DIGIT_BOX = 20  # ... and the ink's longer side is scaled to 20 px, leaving a 4 px margin for centring.
-WORKING_SIZE = 256  # longer side we shrink big photos to; the digit ends up 20 px tall anyway
+WORKING_SIZE = (
+    256  # longer side we shrink big photos to; the digit ends up 20 px tall anyway
+)
 PAPER_WINDOW = 0.3  # the paper is estimated over windows this share of the image wide: wider than a stroke
 MIN_CONTRAST = 16.0  # grey levels (0-255) ink must differ from the paper by, at its darkest, to be a digit
 MIN_INK_PIXELS = 4  # the digit must cover at least this many pixels
-SPECK_FRACTION = 0.05  # ink blobs smaller than this share of the biggest blob are dust, not digit
+SPECK_FRACTION = (
+    0.05  # ink blobs smaller than this share of the biggest blob are dust, not digit
+)
 MIN_STROKE = 0.09  # MNIST strokes are 9% (its thinnest tenth) to 19% of the digit's size; thinner get thickened
-MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's decompression-bomb guard, in pixels
+MAX_IMAGE_PIXELS = (
+    Image.MAX_IMAGE_PIXELS or 89_478_485
+)  # Pillow's decompression-bomb guard, in pixels
 
-ImageInput = Union[str, Path, Image.Image, np.ndarray]
+ImageInput = str | Path | Image.Image | np.ndarray
 
 
 class ImagePreprocessError(ValueError):
@@ -74,7 +81,11 @@ def describe_source(image: object) -> str:
         return str(image)
     if isinstance(image, Image.Image):
         filename = getattr(image, "filename", "")
-        return str(filename) if filename else f"<PIL image {image.mode} {image.width}x{image.height}>"
+        return (
+            str(filename)
+            if filename
+            else f"<PIL image {image.mode} {image.width}x{image.height}>"
+        )
     if isinstance(image, np.ndarray):
         return f"<array {tuple(image.shape)} {image.dtype}>"
     return f"<{type(image).__name__}>"
@@ -92,32 +103,51 @@ def load_image(image: ImageInput, source: str) -> Image.Image:
         return _array_to_image(image, source)
     if not isinstance(image, (str, Path)):
         raise UnreadableImageError(
-            source, "expected a file path, a PIL image or a NumPy array, got " + type(image).__name__
+            source,
+            "expected a file path, a PIL image or a NumPy array, got "
+            + type(image).__name__,
         )
     try:
-        with warnings.catch_warnings():  # Pillow warns about big images; _refuse_huge says it in one line
+        with (
+            warnings.catch_warnings()
+        ):  # Pillow warns about big images; _refuse_huge says it in one line
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened = Image.open(Path(image))
         with opened:
             _refuse_huge(opened.width, opened.height, source)
-            opened.draft("L", (WORKING_SIZE, WORKING_SIZE))  # a JPEG decodes at a reduced size: faster
+            opened.draft(
+                "L", (WORKING_SIZE, WORKING_SIZE)
+            )  # a JPEG decodes at a reduced size: faster
             opened.load()  # decode now, so a truncated file fails here and not later
             return ImageOps.exif_transpose(opened)
     except FileNotFoundError:
         raise UnreadableImageError(source, "file not found") from None
     except IsADirectoryError:
         raise UnreadableImageError(source, "is a folder, not an image file") from None
-    except Image.DecompressionBombError as error:  # a size Pillow refuses before we could even look
-        raise UnreadableImageError(source, f"image too big to decode safely: {error}; {_SHRINK_HINT}") from None
+    except (
+        Image.DecompressionBombError
+    ) as error:  # a size Pillow refuses before we could even look
+        raise UnreadableImageError(
+            source, f"image too big to decode safely: {error}; {_SHRINK_HINT}"
+        ) from None
     except UnidentifiedImageError:
         raise UnreadableImageError(
-            source, "not an image file Pillow can read (is it a PNG or JPEG, and complete?)"
+            source,
+            "not an image file Pillow can read (is it a PNG or JPEG, and complete?)",
         ) from None
-    except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data inside a real image
-        raise UnreadableImageError(source, f"cannot decode the image ({error})") from None
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as error:  # truncated or corrupt data inside a real image
+        raise UnreadableImageError(
+            source, f"cannot decode the image ({error})"
+        ) from None
 
 
-_SHRINK_HINT = "shrink it (a digit needs no more than about 1000x1000 pixels) and try again"
+_SHRINK_HINT = (
+    "shrink it (a digit needs no more than about 1000x1000 pixels) and try again"
+)
 
 
 def _refuse_huge(width: int, height: int, source: str) -> None:
@@ -128,8 +158,9 @@ def _refuse_huge(width: int, height: int, source: str) -> None:
     """
     if width * height > MAX_IMAGE_PIXELS:
         raise UnreadableImageError(
-            source, f"image too big to decode safely: {width}x{height} pixels ({width * height / 1e6:.0f} "
-            f"megapixels), more than Pillow's limit of {MAX_IMAGE_PIXELS / 1e6:.0f}; {_SHRINK_HINT}"
+            source,
+            f"image too big to decode safely: {width}x{height} pixels ({width * height / 1e6:.0f} "
+            f"megapixels), more than Pillow's limit of {MAX_IMAGE_PIXELS / 1e6:.0f}; {_SHRINK_HINT}",
         )
 
 
@@ -137,21 +168,30 @@ def _array_to_image(array: np.ndarray, source: str) -> Image.Image:
     """Accept (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) arrays, uint8 or floats in [0, 1] or [0, 255]."""
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or array.size == 0:
+    if (
+        array.ndim not in (2, 3)
+        or (array.ndim == 3 and array.shape[2] not in (3, 4))
+        or array.size == 0
+    ):
         raise UnreadableImageError(
-            source, f"an array of shape {tuple(array.shape)} is not an image: expected (H, W), "
-            "(H, W, 3) for RGB or (H, W, 4) for RGBA"
+            source,
+            f"an array of shape {tuple(array.shape)} is not an image: expected (H, W), "
+            "(H, W, 3) for RGB or (H, W, 4) for RGBA",
         )
     _refuse_huge(array.shape[1], array.shape[0], source)
     values = array.astype(np.float32)
     if not np.isfinite(values).all():
         raise UnreadableImageError(source, "the array contains NaN or infinite values")
     if array.dtype == np.bool_ or (array.dtype.kind == "f" and values.max() <= 1.0):
-        values = values * 255.0  # booleans and [0, 1] floats (ToTensor's range) -> 0..255
+        values = (
+            values * 255.0
+        )  # booleans and [0, 1] floats (ToTensor's range) -> 0..255
     elif values.max() > 255:
         values = values * (255.0 / values.max())  # 16-bit scans
     pixels = np.clip(values, 0, 255).round().astype(np.uint8)
-    return Image.fromarray(pixels)  # uint8 (H, W) -> "L", (H, W, 3) -> "RGB", (H, W, 4) -> "RGBA"
+    return Image.fromarray(
+        pixels
+    )  # uint8 (H, W) -> "L", (H, W, 3) -> "RGB", (H, W, 4) -> "RGBA"
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -161,16 +201,29 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     the transparency is arbitrary. Black strokes are laid on white paper, white strokes on black: either
     way the strokes stay visible (laying white strokes on white would leave nothing to read).
     """
-    if image.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit / float scans: rescale to 0..255 ourselves
+    if image.mode in (
+        "I",
+        "I;16",
+        "I;16B",
+        "F",
+    ):  # 16-bit / float scans: rescale to 0..255 ourselves
         values = np.asarray(image, dtype=np.float32)
         peak = values.max()
         return values * (255.0 / peak) if peak > 0 else values
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
         rgba = image.convert("RGBA")
         alpha = np.asarray(rgba, dtype=np.float32)[..., 3]
         grey = np.asarray(rgba.convert("L"), dtype=np.float32)
-        ink_grey = (grey * alpha).sum() / max(alpha.sum(), 1.0)  # mean grey of what is visible
-        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255) if ink_grey < 128 else (0, 0, 0, 255))
+        ink_grey = (grey * alpha).sum() / max(
+            alpha.sum(), 1.0
+        )  # mean grey of what is visible
+        paper = Image.new(
+            "RGBA",
+            rgba.size,
+            (255, 255, 255, 255) if ink_grey < 128 else (0, 0, 0, 255),
+        )
         image = Image.alpha_composite(paper, rgba)
     return np.asarray(image.convert("L"), dtype=np.float32)
 
@@ -186,7 +239,10 @@ def shrink_to_working_size(gray: np.ndarray, longest: int = WORKING_SIZE) -> np.
     if scale >= 1:
         return gray
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(size, Image.Resampling.BOX), dtype=np.float32)
+    return np.asarray(
+        Image.fromarray(gray.astype(np.float32)).resize(size, Image.Resampling.BOX),
+        dtype=np.float32,
+    )
 
 
 def noise_level(image: np.ndarray) -> np.ndarray:
@@ -199,7 +255,9 @@ def noise_level(image: np.ndarray) -> np.ndarray:
     where the paper is dark.
     """
     departures = np.abs(image - ndimage.median_filter(image, size=3))
-    typical = max(float(np.median(departures)), 1 / 1.4826)  # nowhere quieter than the image as a whole
+    typical = max(
+        float(np.median(departures)), 1 / 1.4826
+    )  # nowhere quieter than the image as a whole
     return 1.4826 * np.maximum(ndimage.median_filter(departures, size=9), typical)
 
 
@@ -229,7 +287,9 @@ def estimate_background(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
     return morphology(smoothed, size=(window, window)).astype(np.float32)
 
 
-def ink_on_black(gray: np.ndarray, background: np.ndarray, dark_ink: bool) -> np.ndarray:
+def ink_on_black(
+    gray: np.ndarray, background: np.ndarray, dark_ink: bool
+) -> np.ndarray:
     """Ink strength per pixel (0 = paper, 255 = full contrast), white on black as in MNIST.
 
     A shadow does not subtract light, it multiplies it: pen on paper in shadow is as dark *relative to
@@ -253,14 +313,20 @@ def keep_digit(ink: np.ndarray, noise: np.ndarray, source: str) -> np.ndarray:
     or far smaller than the biggest, are dust. Raises :class:`NoInkError` when nothing ink-like is left.
     """
     blurred = ndimage.gaussian_filter(ink, 1.0)
-    significant = blurred > 4 * noise  # far above the noise even after the blur (which divides it by ~3.5)
+    significant = (
+        blurred > 4 * noise
+    )  # far above the noise even after the blur (which divides it by ~3.5)
     peak = float(blurred[significant].max()) if significant.any() else 0.0
     if peak < MIN_CONTRAST:
         raise NoInkError(source, _NO_INK_HINT)
     cores = significant & (blurred > 0.5 * peak)
-    blobs, count = ndimage.label(cores | (ink > np.maximum(3 * noise, 0.1 * peak)), structure=np.ones((3, 3)))
+    blobs, count = ndimage.label(
+        cores | (ink > np.maximum(3 * noise, 0.1 * peak)), structure=np.ones((3, 3))
+    )
     sizes = np.bincount(blobs.ravel(), minlength=count + 1)
-    sizes[np.bincount(blobs.ravel(), weights=cores.ravel(), minlength=count + 1) == 0] = 0  # no core: noise
+    sizes[
+        np.bincount(blobs.ravel(), weights=cores.ravel(), minlength=count + 1) == 0
+    ] = 0  # no core: noise
     sizes[0] = 0  # label 0 is the paper
     if sizes.max() < MIN_INK_PIXELS:
         raise NoInkError(source, _NO_INK_HINT)
@@ -280,7 +346,9 @@ def stroke_width(mask: np.ndarray) -> float:
     runs 1, 2, ... up to about w/2 and back down, averaging about (w + 2) / 4. One-pixel holes left by
     noise are closed first (``binary_closing``).
     """
-    solid = ndimage.binary_closing(mask, border_value=0) | mask  # noise pinholes would halve the estimate
+    solid = (
+        ndimage.binary_closing(mask, border_value=0) | mask
+    )  # noise pinholes would halve the estimate
     return 4 * float(ndimage.distance_transform_edt(solid)[solid].mean()) - 2
 
 
@@ -297,7 +365,9 @@ def clean_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     width = max(stroke_width(mask), 1.0)
     ink = np.where(mask, ink, 0)
     nearby_peak = ndimage.maximum_filter(ink, size=round(3 * width) | 1)
-    cleaned = (np.clip(ink / np.maximum(0.7 * nearby_peak, 1e-6), 0, 1) * 255).astype(np.float32)
+    cleaned = (np.clip(ink / np.maximum(0.7 * nearby_peak, 1e-6), 0, 1) * 255).astype(
+        np.float32
+    )
     rows, cols = np.nonzero(mask)
     missing = MIN_STROKE * (max(np.ptp(rows), np.ptp(cols)) + 1) - width
     if missing >= 2:
@@ -321,7 +391,9 @@ def scale_to_box(ink: np.ndarray, box: int = DIGIT_BOX) -> np.ndarray:
     height, width = ink.shape
     scale = box / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = Image.fromarray(ink.astype(np.float32)).resize(size, Image.Resampling.LANCZOS)
+    resized = Image.fromarray(ink.astype(np.float32)).resize(
+        size, Image.Resampling.LANCZOS
+    )
     return np.clip(np.asarray(resized, dtype=np.float32), 0, 255)
 
 
@@ -342,13 +414,18 @@ def centre_in_frame(ink: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
     top, left = round(size / 2 - row), round(size / 2 - col)
     frame = np.zeros((size, size), dtype=np.float32)
     height, width = ink.shape
-    r0, c0 = max(top, 0), max(left, 0)  # the part of the digit that lands inside the frame
+    r0, c0 = (
+        max(top, 0),
+        max(left, 0),
+    )  # the part of the digit that lands inside the frame
     r1, c1 = min(top + height, size), min(left + width, size)
     frame[r0:r1, c0:c1] = ink[r0 - top : r1 - top, c0 - left : c1 - left]
     return frame
 
 
-def normalize_frame(frame: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
+def normalize_frame(
+    frame: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD
+) -> torch.Tensor:
     """0..255 frame -> (1, 28, 28) float tensor standardized exactly like the model's training data.
 
     Use the ``mean``/``std`` the model was trained with (chapter 5's network used 0.5/0.5): a mismatch
@@ -357,7 +434,9 @@ def normalize_frame(frame: np.ndarray, mean: float = MNIST_MEAN, std: float = MN
     return normalize(torch.from_numpy(frame.astype(np.float32)), mean, std).unsqueeze(0)
 
 
-def preprocess_steps(image: ImageInput, *, name: str | None = None) -> dict[str, np.ndarray]:
+def preprocess_steps(
+    image: ImageInput, *, name: str | None = None
+) -> dict[str, np.ndarray]:
     """Every intermediate picture of the pipeline, in order, as float32 arrays on a 0..255 scale.
 
     Keys: ``grayscale`` (working size, transparency laid on paper), ``background`` (the paper without
@@ -375,12 +454,23 @@ def preprocess_steps(image: ImageInput, *, name: str | None = None) -> dict[str,
     cropped = crop_to_ink(cleaned)
     scaled = scale_to_box(cropped)
     centred = centre_in_frame(scaled)
-    return {"grayscale": grayscale, "background": background, "ink": ink, "cleaned": cleaned,
-            "cropped": cropped, "scaled": scaled, "centred": centred}
+    return {
+        "grayscale": grayscale,
+        "background": background,
+        "ink": ink,
+        "cleaned": cleaned,
+        "cropped": cropped,
+        "scaled": scaled,
+        "centred": centred,
+    }
 
 
 def preprocess(
-    image: ImageInput, *, name: str | None = None, mean: float = MNIST_MEAN, std: float = MNIST_STD
+    image: ImageInput,
+    *,
+    name: str | None = None,
+    mean: float = MNIST_MEAN,
+    std: float = MNIST_STD,
 ) -> torch.Tensor:
     """A photo (path, PIL image or NumPy array) -> the (1, 28, 28) normalized tensor an MNIST model expects."""
     return normalize_frame(preprocess_steps(image, name=name)["centred"], mean, std)
@@ -390,7 +480,9 @@ class ModelOutputError(ValueError):
     """The model answered NaN or infinity: its weights are broken, so no answer can be trusted."""
 
 
-def classify(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> list[Prediction]:
+def classify(
+    model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 256
+) -> list[Prediction]:
     """Run already-preprocessed (N, 1, 28, 28) inputs through ``model`` in batches.
 
     Raises :class:`ModelOutputError` rather than return a "0 at nan%" answer from a broken model.
@@ -423,7 +515,9 @@ def predict(
     if on_error not in ("raise", "collect"):
         raise ValueError(f"on_error must be 'raise' or 'collect', got {on_error!r}")
     if isinstance(images, (str, Path, Image.Image)):
-        raise TypeError("predict takes a list of images; for one image use predict(model, [image])")
+        raise TypeError(
+            "predict takes a list of images; for one image use predict(model, [image])"
+        )
     frames: list[np.ndarray | ImagePreprocessError] = []
     for image in images:
         try:
@@ -434,6 +528,12 @@ def predict(
             frames.append(error)
     good = [frame for frame in frames if isinstance(frame, np.ndarray)]
     inputs = [normalize_frame(frame, mean, std) for frame in good]
-    predictions = iter(classify(model, torch.stack(inputs), batch_size) if inputs else [])
-    return [frame if isinstance(frame, ImagePreprocessError) else next(predictions)._replace(frame=frame)
-            for frame in frames]
+    predictions = iter(
+        classify(model, torch.stack(inputs), batch_size) if inputs else []
+    )
+    return [
+        frame
+        if isinstance(frame, ImagePreprocessError)
+        else next(predictions)._replace(frame=frame)
+        for frame in frames
+    ]

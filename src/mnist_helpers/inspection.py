@@ -33,7 +33,9 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextmanager
-def forward_hooks(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, Tensor]]:
+def forward_hooks(
+    model: nn.Module, layers: Sequence[str]
+) -> Iterator[dict[str, Tensor]]:
     """Record the output of each named layer (``"conv1"``, ``"fc1"``, ...) while the block runs.
 
     Yields a dict that every forward pass overwrites with ``{layer: output}``. The hooks are removed on
@@ -43,11 +45,17 @@ def forward_hooks(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str,
     unknown = [name for name in layers if name not in modules or not name]
     if unknown:
         known = ", ".join(name for name in modules if name)
-        raise ValueError(f"no layer named {', '.join(map(repr, unknown))} in {type(model).__name__}; "
-                         f"choose among: {known}")
+        raise ValueError(
+            f"no layer named {', '.join(map(repr, unknown))} in {type(model).__name__}; "
+            f"choose among: {known}"
+        )
     outputs: dict[str, Tensor] = {}
 
-    def keeper(name: str) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], None]:  # one hook per layer name
+    def keeper(
+        name: str,
+    ) -> Callable[
+        [nn.Module, tuple[Tensor, ...], Tensor], None
+    ]:  # one hook per layer name
         return lambda module, inputs, output: outputs.__setitem__(name, output)
 
     handles = [modules[name].register_forward_hook(keeper(name)) for name in layers]
@@ -66,7 +74,9 @@ def layer_outputs(
     Batches keep memory bounded; the results are concatenated in the order of ``images``.
     """
     if len(images) == 0:
-        raise ValueError("no images given: pass a tensor of shape (N, 1, 28, 28) with N >= 1")
+        raise ValueError(
+            "no images given: pass a tensor of shape (N, 1, 28, 28) with N >= 1"
+        )
     collected: dict[str, list[Tensor]] = {name: [] for name in layers}
     device = model_device(model)
     with eval_mode(model), forward_hooks(model, layers) as outputs, torch.no_grad():
@@ -85,7 +95,9 @@ def _target_scores(scores: Tensor, target: Tensor | None) -> tuple[Tensor, Tenso
     """
     chosen = scores.argmax(dim=1) if target is None else target.to(scores.device)
     if chosen.shape != scores.shape[:1]:
-        raise ValueError(f"target must hold one class per image ({scores.shape[0]}), got shape {tuple(chosen.shape)}")
+        raise ValueError(
+            f"target must hold one class per image ({scores.shape[0]}), got shape {tuple(chosen.shape)}"
+        )
     return scores.gather(1, chosen[:, None]).sum(), chosen
 
 
@@ -104,7 +116,10 @@ def saliency(model: nn.Module, images: Tensor, target: Tensor | None = None) -> 
 
 
 def grad_cam(
-    model: nn.Module, images: Tensor, layer: str, target: Tensor | None = None,
+    model: nn.Module,
+    images: Tensor,
+    layer: str,
+    target: Tensor | None = None,
     activation: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Grad-CAM heatmaps (N, H, W) in [0, 1] for each image's target class, at the input's resolution.
@@ -117,7 +132,9 @@ def grad_cam(
     ``F.relu``); otherwise the raw, partly negative outputs would be weighted.
     """
     device = model_device(model)
-    inputs = images.detach().to(device).requires_grad_(True)  # so the maps are in the graph even if frozen
+    inputs = (
+        images.detach().to(device).requires_grad_(True)
+    )  # so the maps are in the graph even if frozen
     with eval_mode(model), forward_hooks(model, [layer]) as outputs:
         total, _ = _target_scores(model(inputs), target)
         maps = outputs[layer]
@@ -125,6 +142,8 @@ def grad_cam(
     weights = gradients.mean(dim=(2, 3), keepdim=True)
     received = activation(maps.detach()) if activation is not None else maps.detach()
     cam = F.relu((weights * received).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    cam = F.interpolate(
+        cam, size=images.shape[-2:], mode="bilinear", align_corners=False
+    )[:, 0]
     peak = cam.amax(dim=(1, 2), keepdim=True)
     return (cam / peak.clamp_min(1e-12)).cpu()

@@ -25,7 +25,10 @@ class MLP(nn.Module):
     batch_norm = False  # BatchNormMLP switches it on; a class attribute, so ``config`` stays the same
 
     def __init__(
-        self, hidden: Sequence[int] = (256, 512, 344), in_features: int = 784, num_classes: int = 10
+        self,
+        hidden: Sequence[int] = (256, 512, 344),
+        in_features: int = 784,
+        num_classes: int = 10,
     ) -> None:
         super().__init__()
         self.config: dict[str, Any] = {
@@ -58,7 +61,10 @@ class BatchNormMLP(MLP):
     batch_norm = True
 
     def __init__(
-        self, hidden: Sequence[int] = (300, 100), in_features: int = 784, num_classes: int = 10
+        self,
+        hidden: Sequence[int] = (300, 100),
+        in_features: int = 784,
+        num_classes: int = 10,
     ) -> None:
         super().__init__(hidden, in_features, num_classes)
 
@@ -94,7 +100,10 @@ class SimpleCNN(nn.Module):
 
     def __init__(self, conv_dropout: float = 0.25, fc_dropout: float = 0.5) -> None:
         super().__init__()
-        self.config: dict[str, Any] = {"conv_dropout": conv_dropout, "fc_dropout": fc_dropout}
+        self.config: dict[str, Any] = {
+            "conv_dropout": conv_dropout,
+            "fc_dropout": fc_dropout,
+        }
         self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
         self.conv2 = nn.Conv2d(32, 32, 3, padding=1)
         self.pool1 = nn.MaxPool2d(2)  # 28 -> 14
@@ -126,13 +135,22 @@ class BNCNN(nn.Module):
     """
 
     def __init__(
-        self, widths: Sequence[int] = (16, 32, 64), depths: Sequence[int] = (2, 2, 1), num_classes: int = 10
+        self,
+        widths: Sequence[int] = (16, 32, 64),
+        depths: Sequence[int] = (2, 2, 1),
+        num_classes: int = 10,
     ) -> None:
         super().__init__()
         if len(widths) != len(depths) or not widths or min(*widths, *depths) < 1:
-            raise ValueError(f"BNCNN needs one positive depth per positive width; got widths={list(widths)}, "
-                             f"depths={list(depths)}")
-        self.config: dict[str, Any] = {"widths": list(widths), "depths": list(depths), "num_classes": num_classes}
+            raise ValueError(
+                f"BNCNN needs one positive depth per positive width; got widths={list(widths)}, "
+                f"depths={list(depths)}"
+            )
+        self.config: dict[str, Any] = {
+            "widths": list(widths),
+            "depths": list(depths),
+            "num_classes": num_classes,
+        }
         layers: list[nn.Module] = []
         channels = 1
         for stage, (width, depth) in enumerate(zip(widths, depths)):
@@ -140,11 +158,16 @@ class BNCNN(nn.Module):
                 layers.append(nn.MaxPool2d(2))
             for _ in range(depth):
                 # no conv bias: the BatchNorm right after it subtracts the mean and adds its own shift
-                layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                           nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
                 channels = width
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
@@ -152,7 +175,9 @@ class BNCNN(nn.Module):
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) scalar parameters; buffers such as BatchNorm running stats are not counted."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    return sum(
+        p.numel() for p in model.parameters() if p.requires_grad or not trainable_only
+    )
 
 
 MODEL_REGISTRY: dict[str, type[nn.Module]] = {
@@ -168,5 +193,7 @@ def build_model(name: str, **config: Any) -> nn.Module:
     """Instantiate a registered model by short name, e.g. ``build_model("mlp", hidden=(128, 128))``."""
     key = name.lower()
     if key not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_REGISTRY)}")
+        raise ValueError(
+            f"unknown model {name!r}; choose one of {', '.join(MODEL_REGISTRY)}"
+        )
     return MODEL_REGISTRY[key](**config)

@@ -30,8 +30,12 @@ LEGEND_FONTSIZE = 9
 
 
 def _figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, np.ndarray]:
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained", **kwargs)
-    plt.close(fig)  # detach from pyplot (see module docstring); the figure itself stays fully usable
+    fig, axes = plt.subplots(
+        nrows, ncols, squeeze=False, layout="constrained", **kwargs
+    )
+    plt.close(
+        fig
+    )  # detach from pyplot (see module docstring); the figure itself stays fully usable
     return fig, axes
 
 
@@ -74,15 +78,22 @@ def _image_grid(count: int, ncols: int, title: str) -> tuple[Figure, list[Axes]]
     return fig, list(axes.flat)
 
 
-def _show_digit(ax: Axes, image: np.ndarray, display_range: tuple[float, float]) -> None:
+def _show_digit(
+    ax: Axes, image: np.ndarray, display_range: tuple[float, float]
+) -> None:
     vmin, vmax = display_range
     ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax)
 
 
 def _legend_columns(handles: Sequence[Line2D], fig_width: float) -> int:
     """As many legend columns as the longest label leaves room for across the figure's width."""
-    glyph, sample_and_gap = 0.6 * LEGEND_FONTSIZE / 72, 0.9  # inches: average character; line sample + gap
-    column_width = max(len(str(handle.get_label())) for handle in handles) * glyph + sample_and_gap
+    glyph, sample_and_gap = (
+        0.6 * LEGEND_FONTSIZE / 72,
+        0.9,
+    )  # inches: average character; line sample + gap
+    column_width = (
+        max(len(str(handle.get_label())) for handle in handles) * glyph + sample_and_gap
+    )
     return max(1, min(len(handles), int(fig_width // column_width)))
 
 
@@ -100,7 +111,11 @@ def _shared_legend(fig: Figure, handles: list[Line2D]) -> None:
     """
     ncols = _legend_columns(handles, fig.get_figwidth())
     fig.legend(
-        handles=handles, loc="outside lower center", ncols=ncols, fontsize=LEGEND_FONTSIZE, frameon=False
+        handles=handles,
+        loc="outside lower center",
+        ncols=ncols,
+        fontsize=LEGEND_FONTSIZE,
+        frameon=False,
     )
 
 
@@ -113,21 +128,30 @@ def _zoom_y(ax: Axes, curves: Sequence[np.ndarray], from_epoch: int) -> bool:
     if from_epoch <= 1 or max(len(values) for values in kept) < 2:
         return False
     low, high = float(np.min(np.concatenate(kept))), float(np.max(np.concatenate(kept)))
-    pad = 0.08 * (high - low) or 0.05 * max(abs(high), 1e-3)  # flat curves still get a visible band
+    pad = 0.08 * (high - low) or 0.05 * max(
+        abs(high), 1e-3
+    )  # flat curves still get a visible band
     ax.set_ylim(low - pad, high + pad)
     earlier = np.concatenate([curve[: from_epoch - 1] for curve in curves])
     return bool(np.any((earlier < low - pad) | (earlier > high + pad)))
 
 
 def sample_grid(
-    images: Any, labels: Any, *, nrows: int = 5, ncols: int = 5, title: str = "MNIST samples"
+    images: Any,
+    labels: Any,
+    *,
+    nrows: int = 5,
+    ncols: int = 5,
+    title: str = "MNIST samples",
 ) -> Figure:
     """The first ``nrows * ncols`` images, each titled with its label, all on one grey scale."""
     (pixels, from_uint8), labels = _images(images), _numpy(labels)
     count = min(nrows * ncols, len(pixels))
     display_range = _display_range(pixels[:count], from_uint8)
     fig, axes = _image_grid(nrows * ncols, ncols, title)
-    for ax, image, label in zip(axes[:count], pixels[:count], labels[:count], strict=True):
+    for ax, image, label in zip(
+        axes[:count], pixels[:count], labels[:count], strict=True
+    ):
         _show_digit(ax, image, display_range)
         ax.set_title(f"label {int(label)}", fontsize=10)
     return fig
@@ -140,7 +164,12 @@ def class_counts(labels: Any, *, title: str = "Images per digit") -> Figure:
     ax = axes[0, 0]
     bars = ax.bar(range(len(counts)), counts, color="tab:blue")
     ax.bar_label(bars, fontsize=9)
-    ax.set(title=title, xlabel="digit", ylabel="number of images", xticks=range(len(counts)))
+    ax.set(
+        title=title,
+        xlabel="digit",
+        ylabel="number of images",
+        xticks=range(len(counts)),
+    )
     ax.margins(y=0.1)
     return fig
 
@@ -164,7 +193,11 @@ def training_curves(
     """
     runs = {"": histories} if isinstance(histories, History) else dict(histories)
     style_color = "C0" if len(runs) == 1 else "0.3"
-    handles = [Line2D([], [], color=f"C{i}", marker="o", label=name) for i, name in enumerate(runs) if name]
+    handles = [
+        Line2D([], [], color=f"C{i}", marker="o", label=name)
+        for i, name in enumerate(runs)
+        if name
+    ]
     handles += [
         Line2D([], [], color=style_color, marker="o", label="train"),
         Line2D([], [], color=style_color, marker="o", ls="--", label="validation"),
@@ -188,7 +221,11 @@ def training_curves(
         (acc_ax, acc_curves, "Accuracy", "accuracy (%)"),
     ):
         hidden = _zoom_y(ax, curves, zoom_from_epoch)
-        ax.set(title=f"{name} (zoomed: {off_scale} partly off the scale)" if hidden else name)
+        ax.set(
+            title=f"{name} (zoomed: {off_scale} partly off the scale)"
+            if hidden
+            else name
+        )
         ax.set(xlabel="epoch", ylabel=ylabel)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
@@ -197,7 +234,9 @@ def training_curves(
     return fig
 
 
-def confusion_heatmap(cm: Any, *, title: str = "Confusion matrix", normalize: bool = False) -> Figure:
+def confusion_heatmap(
+    cm: Any, *, title: str = "Confusion matrix", normalize: bool = False
+) -> Figure:
     """Heatmap of a confusion matrix (rows true, columns predicted); ``normalize`` shows row fractions.
 
     Normalizing per true digit makes digits with fewer images comparable; raw counts show how many
@@ -212,23 +251,40 @@ def confusion_heatmap(cm: Any, *, title: str = "Confusion matrix", normalize: bo
     if normalize:
         totals = counts.sum(axis=1, keepdims=True)
         values = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-        fmt, bar_label, bar_format = ".1%", "fraction of the true digit", PercentFormatter(1.0, decimals=1)
+        fmt, bar_label, bar_format = (
+            ".1%",
+            "fraction of the true digit",
+            PercentFormatter(1.0, decimals=1),
+        )
     else:
         values, fmt, bar_label, bar_format = counts, "d", "number of images", None
     diagonal = np.eye(*values.shape, dtype=bool)
-    worst_error = values[~diagonal].max(initial=0) or 1  # a perfect matrix still needs a non-empty scale
+    worst_error = (
+        values[~diagonal].max(initial=0) or 1
+    )  # a perfect matrix still needs a non-empty scale
     fig, axes = _figure(figsize=(8, 6.5))
     ax = axes[0, 0]
-    cell = {"annot": True, "fmt": fmt, "square": True, "ax": ax, "annot_kws": {"fontsize": 8}}
+    cell = {
+        "annot": True,
+        "fmt": fmt,
+        "square": True,
+        "ax": ax,
+        "annot_kws": {"fontsize": 8},
+    }
     sns.heatmap(
         values,
         mask=diagonal,
         cmap="Reds",
         norm=PowerNorm(0.5, vmin=0, vmax=worst_error),
-        cbar_kws={"label": f"{bar_label} (mistakes; diagonal in grey)", "format": bar_format},
+        cbar_kws={
+            "label": f"{bar_label} (mistakes; diagonal in grey)",
+            "format": bar_format,
+        },
         **cell,
     )
-    sns.heatmap(values, mask=~diagonal, cmap=ListedColormap(["0.85"]), cbar=False, **cell)
+    sns.heatmap(
+        values, mask=~diagonal, cmap=ListedColormap(["0.85"]), cbar=False, **cell
+    )
     ax.set(title=title, xlabel="predicted digit", ylabel="true digit")
     ax.tick_params(axis="y", labelrotation=0)
     return fig
@@ -281,7 +337,9 @@ def misclassified_gallery(
     shown = wrong[np.argsort(-probs[wrong, y_pred[wrong]], kind="stable")][:n]
     fig, axes = _image_grid(max(len(shown), 1), ncols, title)
     if len(shown) == 0:
-        axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=11)
+        axes[0].text(
+            0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=11
+        )
         return fig
     display_range = _display_range(pixels[shown], from_uint8)
     for ax, i in zip(axes[: len(shown)], shown, strict=True):
@@ -315,18 +373,29 @@ def tensorboard_scalars(
                 f"run {name!r} ({Path(runs[name]).as_posix()}) logged no {', '.join(missing)}; "
                 f"its tags are: {', '.join(logged)}"
             )
-    handles = [Line2D([], [], color=f"C{i}", marker="o", label=name) for i, name in enumerate(scalars)]
+    handles = [
+        Line2D([], [], color=f"C{i}", marker="o", label=name)
+        for i, name in enumerate(scalars)
+    ]
     ncols = max(1, min(ncols, len(tags)))
     nrows = math.ceil(len(tags) / ncols)
     width = 3.8 * ncols
-    fig, axes = _figure(nrows, ncols, figsize=(width, 3.0 * nrows + 0.4 + _legend_height(handles, width)))
+    fig, axes = _figure(
+        nrows,
+        ncols,
+        figsize=(width, 3.0 * nrows + 0.4 + _legend_height(handles, width)),
+    )
     for ax in axes.flat[len(tags) :]:
         ax.remove()  # a partly filled last row leaves no empty frames
     for ax, tag in zip(axes.flat[: len(tags)], tags, strict=True):
         for index, logged in enumerate(scalars.values()):
             steps, values = logged[tag]
             ax.plot(steps, values, color=f"C{index}", marker="o", markersize=4)
-        ax.set(title=tag, xlabel="epoch (TensorBoard step)", ylabel=tag.split("/")[0].replace("_", " "))
+        ax.set(
+            title=tag,
+            xlabel="epoch (TensorBoard step)",
+            ylabel=tag.split("/")[0].replace("_", " "),
+        )
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     _shared_legend(fig, handles)

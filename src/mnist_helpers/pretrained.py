@@ -31,11 +31,17 @@ class Provenance:
 
     source: str  # "chapter 7's checkpoint" or "trained in this notebook"
     recipe: str  # Recipe.describe() of the recipe that trained it (it names the seed)
-    library: str  # library_fingerprint() at training time ("unknown" for an old checkpoint)
+    library: (
+        str  # library_fingerprint() at training time ("unknown" for an old checkpoint)
+    )
     same_library: bool  # whether that is the library installed now
 
     def describe(self) -> str:
-        library = "this library" if self.same_library else f"library {self.library}, not the one installed now"
+        library = (
+            "this library"
+            if self.same_library
+            else f"library {self.library}, not the one installed now"
+        )
         return f"{self.source} ({self.recipe}; trained with {library})"
 
 
@@ -53,14 +59,22 @@ def chapter07_simplecnn(
     path = Path(path) if path is not None else default_checkpoint_path()
     if path.exists():
         try:
-            model, metadata = load_checkpoint(path, expected="simplecnn", map_location=device)
+            model, metadata = load_checkpoint(
+                path, expected="simplecnn", map_location=device
+            )
         except CheckpointError:
             metadata = {}
         record = TrainingRecord.from_metadata(metadata)
         if record is not None and record.description == recipe.describe():
             library = str(metadata.get("library", "unknown"))
-            return model, Provenance("chapter 7's checkpoint", recipe.describe(), library,
-                                     library == library_fingerprint())
+            return model, Provenance(
+                "chapter 7's checkpoint",
+                recipe.describe(),
+                library,
+                library == library_fingerprint(),
+            )
     model = recipe.build_model()
     fit_recipe(recipe, model, splits, device=device, checkpoint_path=path)
-    return model.eval(), Provenance("trained in this notebook", recipe.describe(), library_fingerprint(), True)
+    return model.eval(), Provenance(
+        "trained in this notebook", recipe.describe(), library_fingerprint(), True
+    )

@@ -65,7 +65,10 @@ DEFAULT_BUDGET: dict[str, Budget] = {"full": _full(1), "smoke": _SMOKE}
 BUDGETS: dict[str, dict[str, Budget]] = {
     "01_data": {"full": _full(1), "smoke": _SMOKE},
     "02_visualize": {"full": _full(0), "smoke": _SMOKE},
-    "03_learning": {"full": _full(5), "smoke": _SMOKE},  # linear models and a tiny MLP, by hand
+    "03_learning": {
+        "full": _full(5),
+        "smoke": _SMOKE,
+    },  # linear models and a tiny MLP, by hand
     "04_mlp_tutorial_a": {"full": _full(15), "smoke": _SMOKE},
     "04_mlp_tutorial_b": {"full": _full(7), "smoke": _SMOKE},
     "04_batch_size": {"full": _full(10), "smoke": _SMOKE},
@@ -75,10 +78,19 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     "08_own_digits": {"full": _full(4), "smoke": _SMOKE},
     "09_fast": {"full": _full(8), "smoke": _SMOKE},
     "09_speedrun": {"full": _full(5), "smoke": _SMOKE},
-    "10_inside": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: studies chapter 7's SimpleCNN
+    "10_inside": {
+        "full": _full(0),
+        "smoke": _SMOKE,
+    },  # trains nothing: studies chapter 7's SimpleCNN
     "11_bncnn": {"full": _full(10), "smoke": _SMOKE},
-    "12_export": {"full": _full(0), "smoke": _SMOKE},  # trains nothing: exports chapter 7's SimpleCNN
-    "13_scaling_out": {"full": _full(2), "smoke": _SMOKE},  # 1 vs 2 processes, 3 seeds each
+    "12_export": {
+        "full": _full(0),
+        "smoke": _SMOKE,
+    },  # trains nothing: exports chapter 7's SimpleCNN
+    "13_scaling_out": {
+        "full": _full(2),
+        "smoke": _SMOKE,
+    },  # 1 vs 2 processes, 3 seeds each
 }
 
 
@@ -88,5 +100,7 @@ def budget(run: str, profile: Profile | None = None) -> Budget:
         raise KeyError(f"unknown run {run!r}; known runs: {', '.join(BUDGETS)}")
     chosen = profile if profile is not None else current_profile()
     if chosen not in _PROFILES:
-        raise ValueError(f"unknown profile {chosen!r}; use one of {', '.join(_PROFILES)}")
+        raise ValueError(
+            f"unknown profile {chosen!r}; use one of {', '.join(_PROFILES)}"
+        )
     return BUDGETS[run][chosen]

@@ -37,7 +37,9 @@ def progress_enabled(explicit: bool | None = None) -> bool:
     return sys.stderr.isatty() or _inside_jupyter_kernel()
 
 
-def progress_bar(iterable: Iterable[Any], *, enabled: bool | None = None, **tqdm_kwargs: Any) -> plain_tqdm:
+def progress_bar(
+    iterable: Iterable[Any], *, enabled: bool | None = None, **tqdm_kwargs: Any
+) -> plain_tqdm:
     """Wrap ``iterable`` in a tqdm bar (``leave=False`` by default) obeying :func:`progress_enabled`.
 
     A disabled bar is still a tqdm object, so callers may call ``set_postfix`` without checking.

@@ -32,13 +32,17 @@ def check_destination(out: Path) -> None:
     read-only disk, a full quota or a parent path that is a file cannot fool.
     """
     if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name in it, e.g. --out {out / 'model.pt'}")
+        raise ValueError(
+            f"--out {out} is a folder; give a file name in it, e.g. --out {out / 'model.pt'}"
+        )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out.parent).close()
     except OSError as error:
-        raise ValueError(f"--out {out}: cannot write a checkpoint in {out.parent} ({error.strerror or error}); "
-                         "choose a path in a folder you can write to") from None
+        raise ValueError(
+            f"--out {out}: cannot write a checkpoint in {out.parent} ({error.strerror or error}); "
+            "choose a path in a folder you can write to"
+        ) from None
 
 
 def refuse_useless(history: History) -> None:
@@ -49,12 +53,16 @@ def refuse_useless(history: History) -> None:
     """
     loss, accuracy = history.best_val_loss, history.best_val_acc
     if loss is None or accuracy is None or not math.isfinite(loss):
-        raise ValueError(f"training failed: validation loss is {loss}; nothing was saved. "
-                         "Try a lower learning rate (--lr)")
+        raise ValueError(
+            f"training failed: validation loss is {loss}; nothing was saved. "
+            "Try a lower learning rate (--lr)"
+        )
     if accuracy <= 2 * CHANCE_ACCURACY:
-        raise ValueError(f"training failed: validation accuracy {100 * accuracy:.1f}% is no better than guessing "
-                         f"(chance is {100 * CHANCE_ACCURACY:.0f}%); nothing was saved. Try a lower learning "
-                         "rate (--lr) or more epochs")
+        raise ValueError(
+            f"training failed: validation accuracy {100 * accuracy:.1f}% is no better than guessing "
+            f"(chance is {100 * CHANCE_ACCURACY:.0f}%); nothing was saved. Try a lower learning "
+            "rate (--lr) or more epochs"
+        )
 
 
 def keep_previous(out: Path) -> Path | None:
@@ -80,7 +88,9 @@ class TrainingRecord:
     """
 
     recipe: str  # the key in mnist_helpers.recipes.RECIPES, e.g. "speedrun"
-    description: str  # every setting actually used: Recipe.describe() after the run's overrides
+    description: (
+        str  # every setting actually used: Recipe.describe() after the run's overrides
+    )
     mean: float  # input normalization, Normalize(mean, std)
     std: float
     profile: str  # "full" or "smoke"
@@ -88,15 +98,23 @@ class TrainingRecord:
     best_epoch: int | None
     val_acc: float | None
     val_loss: float | None
-    test_acc: float | None = None  # None when the test set was not touched (the chapters test later)
+    test_acc: float | None = (
+        None  # None when the test set was not touched (the chapters test later)
+    )
     test_loss: float | None = None
 
     def metadata(self) -> dict[str, Any]:
         """The checkpoint's metadata keys (the library fingerprint is added by ``save_checkpoint``)."""
-        metadata = {"recipe": self.recipe, "recipe_description": self.description,
-                    "normalization": {"mean": self.mean, "std": self.std}, "profile": self.profile,
-                    "seed": self.seed, "epoch": self.best_epoch, "val_acc": self.val_acc,
-                    "val_loss": self.val_loss}
+        metadata = {
+            "recipe": self.recipe,
+            "recipe_description": self.description,
+            "normalization": {"mean": self.mean, "std": self.std},
+            "profile": self.profile,
+            "seed": self.seed,
+            "epoch": self.best_epoch,
+            "val_acc": self.val_acc,
+            "val_loss": self.val_loss,
+        }
         if self.test_acc is not None:
             metadata |= {"test_acc": self.test_acc, "test_loss": self.test_loss}
         return metadata
@@ -107,12 +125,19 @@ class TrainingRecord:
         normalization = metadata.get("normalization")
         if "recipe_description" not in metadata or not isinstance(normalization, dict):
             return None
-        return cls(recipe=str(metadata.get("recipe", "")), description=str(metadata["recipe_description"]),
-                   mean=float(normalization["mean"]), std=float(normalization["std"]),
-                   profile=str(metadata.get("profile", "")), seed=int(metadata.get("seed", 0)),
-                   best_epoch=metadata.get("epoch"), val_acc=metadata.get("val_acc"),
-                   val_loss=metadata.get("val_loss"), test_acc=metadata.get("test_acc"),
-                   test_loss=metadata.get("test_loss"))
+        return cls(
+            recipe=str(metadata.get("recipe", "")),
+            description=str(metadata["recipe_description"]),
+            mean=float(normalization["mean"]),
+            std=float(normalization["std"]),
+            profile=str(metadata.get("profile", "")),
+            seed=int(metadata.get("seed", 0)),
+            best_epoch=metadata.get("epoch"),
+            val_acc=metadata.get("val_acc"),
+            val_loss=metadata.get("val_loss"),
+            test_acc=metadata.get("test_acc"),
+            test_loss=metadata.get("test_loss"),
+        )
 
 
 def save_trained(

@@ -29,19 +29,37 @@ def read_scalars(run_dir: str | Path) -> dict[str, tuple[list[int], list[float]]
     """
     folder = Path(run_dir)
     if not any(folder.glob("*tfevents*")):
-        where = "that folder does not exist" if not folder.is_dir() else "it holds no event files"
-        runs_inside = {event.parent.relative_to(folder).as_posix() for event in folder.rglob("*tfevents*")}
-        hint = f"; run folders inside it: {', '.join(sorted(runs_inside))}" if runs_inside else ""
-        raise FileNotFoundError(f"no TensorBoard logs in {folder.as_posix()}: {where}{hint}")
+        where = (
+            "that folder does not exist"
+            if not folder.is_dir()
+            else "it holds no event files"
+        )
+        runs_inside = {
+            event.parent.relative_to(folder).as_posix()
+            for event in folder.rglob("*tfevents*")
+        }
+        hint = (
+            f"; run folders inside it: {', '.join(sorted(runs_inside))}"
+            if runs_inside
+            else ""
+        )
+        raise FileNotFoundError(
+            f"no TensorBoard logs in {folder.as_posix()}: {where}{hint}"
+        )
     # Imported here so the rest of mnist_helpers (plots included) imports without the tensorboard package.
     from tensorboard.backend.event_processing import event_accumulator
 
     # size_guidance 0 keeps every point; the default keeps a random sample of at most 10,000 per tag.
     keep_all = {event_accumulator.SCALARS: 0}
-    accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance=keep_all)
+    accumulator = event_accumulator.EventAccumulator(
+        str(folder), size_guidance=keep_all
+    )
     accumulator.Reload()
     scalars: dict[str, tuple[list[int], list[float]]] = {}
     for tag in accumulator.Tags()[event_accumulator.SCALARS]:
         events = accumulator.Scalars(tag)
-        scalars[tag] = ([event.step for event in events], [event.value for event in events])
+        scalars[tag] = (
+            [event.step for event in events],
+            [event.value for event in events],
+        )
     return scalars

@@ -44,7 +44,9 @@ class TrainingDivergedError(RuntimeError):
 
 def _check_not_empty(seen: int, what: str) -> None:
     if seen == 0:
-        raise ValueError(f"{what} yielded no batches; check that the split is not empty and batch_size > 0")
+        raise ValueError(
+            f"{what} yielded no batches; check that the split is not empty and batch_size > 0"
+        )
 
 
 def train_one_epoch(
@@ -64,7 +66,9 @@ def train_one_epoch(
     device = torch.device(device) if device is not None else model_device(model)
     model.train()
     total_loss, correct, seen = 0.0, torch.zeros((), dtype=torch.long, device=device), 0
-    bar = progress_bar(batches, enabled=progress, desc=f"epoch {epoch}", total=len(batches))
+    bar = progress_bar(
+        batches, enabled=progress, desc=f"epoch {epoch}", total=len(batches)
+    )
     for batch_index, (x, y) in enumerate(bar, start=1):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -82,8 +86,14 @@ def train_one_epoch(
         total_loss += loss_value * len(y)
         correct += (logits.argmax(dim=1) == y).sum()
         seen += len(y)
-        if not bar.disable:  # reading `correct` waits for the GPU: only pay that when someone watches
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False)
+        if (
+            not bar.disable
+        ):  # reading `correct` waits for the GPU: only pay that when someone watches
+            bar.set_postfix(
+                loss=f"{total_loss / seen:.4f}",
+                acc=f"{correct.item() / seen:.4f}",
+                refresh=False,
+            )
     _check_not_empty(seen, "train_batches")
     return total_loss / seen, correct.item() / seen
 
@@ -147,10 +157,14 @@ class History:
 
 def _check_monitor(monitor: str) -> None:
     if monitor not in _MONITORS:
-        raise ValueError(f"monitor={monitor!r} is not supported; use one of {', '.join(_MONITORS)}")
+        raise ValueError(
+            f"monitor={monitor!r} is not supported; use one of {', '.join(_MONITORS)}"
+        )
 
 
-def _improved(value: float, best: float | None, monitor: str, min_delta: float = 0.0) -> bool:
+def _improved(
+    value: float, best: float | None, monitor: str, min_delta: float = 0.0
+) -> bool:
     """Higher accuracy or lower loss, by more than ``min_delta``; the first value always counts."""
     if best is None:
         return True
@@ -229,27 +243,51 @@ def fit(
     device = pick_device(device)
     model.to(device)
     history, best_value, best_state = History(), None, None
-    epoch_bar = progress_bar(range(1, epochs + 1), enabled=progress, desc="epochs", leave=True)
+    epoch_bar = progress_bar(
+        range(1, epochs + 1), enabled=progress, desc="epochs", leave=True
+    )
     for epoch in epoch_bar:
         start = time.perf_counter()
         history.lr.append(optimizer.param_groups[0]["lr"])
         train_loss, train_acc = train_one_epoch(
-            model, train_batches, optimizer, loss_fn, device=device, epoch=epoch, progress=progress
+            model,
+            train_batches,
+            optimizer,
+            loss_fn,
+            device=device,
+            epoch=epoch,
+            progress=progress,
         )
         val_loss, val_acc = evaluate(model, val_batches, loss_fn, device=device)
         history.seconds.append(time.perf_counter() - start)
-        for name, value in zip(("train_loss", "train_acc", "val_loss", "val_acc"),
-                               (train_loss, train_acc, val_loss, val_acc)):
+        for name, value in zip(
+            ("train_loss", "train_acc", "val_loss", "val_acc"),
+            (train_loss, train_acc, val_loss, val_acc),
+        ):
             getattr(history, name).append(value)
-        epoch_bar.set_postfix(train_loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}", refresh=False)
+        epoch_bar.set_postfix(
+            train_loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}", refresh=False
+        )
 
         value = val_acc if monitor == "val_acc" else val_loss
         if _improved(value, best_value, monitor):
             best_value, best_state = value, copy.deepcopy(model.state_dict())
-            history.best_epoch, history.best_val_acc, history.best_val_loss = epoch, val_acc, val_loss
+            history.best_epoch, history.best_val_acc, history.best_val_loss = (
+                epoch,
+                val_acc,
+                val_loss,
+            )
             if checkpoint_path is not None:
-                save_checkpoint(checkpoint_path, model, epoch=epoch, val_acc=val_acc, val_loss=val_loss)
-        if on_epoch is not None:  # e.g. the command line prints the epoch now and keeps the best weights
+                save_checkpoint(
+                    checkpoint_path,
+                    model,
+                    epoch=epoch,
+                    val_acc=val_acc,
+                    val_loss=val_loss,
+                )
+        if (
+            on_epoch is not None
+        ):  # e.g. the command line prints the epoch now and keeps the best weights
             on_epoch(history)
         if scheduler is not None:
             _step_epoch_scheduler(scheduler, val_loss)

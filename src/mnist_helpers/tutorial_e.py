@@ -28,7 +28,9 @@ SPLIT_SEED = 0  # the book's train/validation split (load_mnist_splits' default)
 
 def tutorial_e_transform() -> transforms.Compose:
     """``ToTensor`` + ``Normalize(0.1307, 0.3081)``: run on each image, in Python, every epoch."""
-    return transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    return transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))]
+    )
 
 
 def tutorial_e_loaders(
@@ -52,7 +54,9 @@ def tutorial_e_loaders(
     device = torch.device(device)
     dataset = load_mnist(True, root=root, transform=tutorial_e_transform())
     n_images = len(dataset) if train_images is None else train_images
-    train_idx, val_idx = train_val_split(n_images, val_fraction=val_fraction, seed=split_seed)
+    train_idx, val_idx = train_val_split(
+        n_images, val_fraction=val_fraction, seed=split_seed
+    )
     pin = device.type == "cuda"
 
     def loader(indices: Tensor, shuffle: bool) -> DataLoader:
@@ -67,7 +71,9 @@ def tutorial_e_loaders(
     return loader(train_idx, shuffle=True), loader(val_idx, shuffle=False)
 
 
-def tutorial_e_optimizer(model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def tutorial_e_optimizer(
+    model: nn.Module,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The seed's Adam(lr=1e-3) and StepLR(step_size=5, gamma=0.5), stepped once per epoch."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
