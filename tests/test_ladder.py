@@ -51,9 +51,9 @@ def test_quick_result_records_machine_rungs_timings_and_runs(
         for t in quick_result["timings"]
     )
     runs = quick_result["runs"]
-    assert [(r["recipe"], r["seed"]) for r in runs] == [
-        ("speedrun_fp32", 0),
-        ("speedrun_fp32", 1),
+    assert [(r["rung"], r["recipe"], r["seed"]) for r in runs] == [
+        ("speedrun_fp32", "speedrun", 0),
+        ("speedrun_fp32", "speedrun", 1),
     ]
     for run in runs:  # the fields the results format asks of every run
         assert {
