@@ -596,6 +596,11 @@ def test_plumbing_detector() -> None:
     assert plumbing_in('glue("ch04_acc", acc)') == ["glue("]
     assert plumbing_in('glue_all("ch04", acc=acc)') == ["glue_all("]
     assert plumbing_in("!pip install torch") == ["pip install"]
-    assert plumbing_in('subprocess.run([sys.executable, "-m", "pip", "install", "x"])') == ['"pip"']
-    assert plumbing_in('subprocess.run([sys.executable, "-m", "mnist_helpers", "export"])') == []
+    assert plumbing_in(
+        'subprocess.run([sys.executable, "-m", "pip", "install", "x"])'
+    ) == ['"pip"']
+    assert (
+        plumbing_in('subprocess.run([sys.executable, "-m", "mnist_helpers", "export"])')
+        == []
+    )
     assert plumbing_in("train(model, loader)  # no plumbing") == []

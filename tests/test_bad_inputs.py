@@ -12,7 +12,12 @@ import io
 import json
 import math
 import os
+import signal
+import socket
 import struct
+import subprocess
+import sys
+import types
 import zlib
 from pathlib import Path
 from urllib.error import URLError
@@ -24,7 +29,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from test_inference import correlation, digit_mask, photo
 
-from mnist_helpers import cli
+from mnist_helpers import cli, distributed
 from mnist_helpers.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from mnist_helpers.cli import main
 from mnist_helpers.data import MNIST_FILES, MNISTDataError, TensorSplit, load_mnist
@@ -37,7 +42,7 @@ from mnist_helpers.inference import (
     preprocess_steps,
 )
 from mnist_helpers.models import MLP, BatchNormMLP
-from mnist_helpers.saving import TrainingRecord
+from mnist_helpers.saving import TrainingRecord, refuse_useless
 from mnist_helpers.training import History
 
 TINY = ["--train-images", "600", "--test-images", "200", "--epochs", "1"]
@@ -166,11 +171,11 @@ def test_2_a_diverged_run_exits_1_and_keeps_the_good_checkpoint(
 def test_2_models_with_non_finite_loss_or_chance_accuracy_are_refused(loss, accuracy):
     history = History(best_val_loss=loss, best_val_acc=accuracy)
     with pytest.raises(ValueError, match="nothing was saved"):
-        cli.refuse_useless(history)
+        refuse_useless(history)
 
 
 def test_2_a_sound_model_passes():
-    cli.refuse_useless(History(best_val_loss=0.1, best_val_acc=0.97))
+    refuse_useless(History(best_val_loss=0.1, best_val_acc=0.97))
 
 
 @pytest.mark.needs_mnist
@@ -654,3 +659,139 @@ def test_10_help_says_where_the_data_is_read_from(capsys, argv):
     with pytest.raises(SystemExit):
         main(argv)
     assert "MNIST_DATA_DIR" in capsys.readouterr().out
+
+
+# 11 ------------------------------- issue 24: SIGTERM, export backups, --device and --lr wording
+
+
+@pytest.mark.needs_mnist
+def test_11_sigterm_saves_the_best_epoch_so_far_and_exits_143(tmp_path):
+    """What `timeout`, Slurm, Docker and systemd send: a real process, a real signal."""
+    out = tmp_path / "mlp.pt"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mnist_helpers", "train", "--model", "mlp"]
+        + ["--train-images", "600", "--test-images", "200", "--epochs", "500"]
+        + ["--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, MNIST_BOOK_PROFILE="smoke"),
+    )
+    try:
+        for line in process.stdout:
+            if line.startswith("epoch   1:"):
+                process.send_signal(signal.SIGTERM)
+                break
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    partial = tmp_path / "mlp.partial.pt"
+    assert process.returncode == 143 and not out.exists() and "Traceback" not in stderr
+    assert "terminated (SIGTERM) after" in stderr and f"saved as {partial}" in stderr
+    _, metadata = load_checkpoint(partial)
+    assert metadata["partial"] is True and metadata["recipe"] == "mlp"
+
+
+@pytest.mark.needs_mnist
+def test_11_sigterm_under_torchrun_rank_0_saves_the_partial(tmp_path, monkeypatch):
+    """One rank of a torchrun job (a world of one, in this process) stopped in epoch 2 by SIGTERM."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    for name, value in dict(
+        RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1"
+    ).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    real_fit = distributed.fit_recipe
+
+    def terminated_in_epoch_2(*args, on_epoch, **kwargs):
+        def after_epoch(history: History) -> None:
+            on_epoch(history)
+            if history.epochs == 2:
+                raise cli.Terminated
+
+        return real_fit(*args, on_epoch=after_epoch, **kwargs)
+
+    monkeypatch.setattr(distributed, "fit_recipe", terminated_in_epoch_2)
+    out = tmp_path / "mlp.pt"
+    code = main(
+        ["train", "--model", "mlp", "--out", str(out), "--device", "cpu"]
+        + ["--train-images", "600", "--test-images", "200", "--epochs", "5"]
+    )
+    _, metadata = load_checkpoint(tmp_path / "mlp.partial.pt")
+    assert code == 143 and not out.exists() and metadata["partial"] is True
+
+
+def _fake_export(model, path, **_: object) -> Path:
+    Path(path).write_bytes(b"new onnx")
+    return Path(path)
+
+
+def test_11_export_keeps_an_existing_onnx_as_a_numbered_backup(
+    tmp_path, untrained_checkpoint, monkeypatch, capsys
+):
+    monkeypatch.setattr(cli, "export_onnx", _fake_export)
+    monkeypatch.setattr(cli, "onnx_session", lambda path: None)
+    parity = types.SimpleNamespace(
+        images=256,
+        same_predictions=256,
+        max_abs_logit_diff=0.0,
+        identical_predictions=True,
+    )
+    monkeypatch.setattr(cli, "check_parity", lambda *_, **__: parity)
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"published model")
+    (tmp_path / "model.onnx.1").write_bytes(b"older backup")
+    code, stdout, _ = run(
+        capsys, "export", "--checkpoint", str(untrained_checkpoint), "--out", str(out)
+    )
+    backup = tmp_path / "model.onnx.2"
+    assert code == 0 and f"kept as {backup}" in stdout
+    assert backup.read_bytes() == b"published model" and out.read_bytes() == b"new onnx"
+    assert (tmp_path / "model.onnx.1").read_bytes() == b"older backup"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("toaster", "unknown device 'toaster': use cpu, cuda, cuda:N or mps"),
+        ("xla", "use cpu, cuda, cuda:N or mps"),
+        (
+            "cuda:99",
+            "use --device cpu" if not torch.cuda.is_available() else "numbered from 0",
+        ),
+    ],
+)
+def test_11_device_errors_speak_the_command_lines_language(capsys, value, expected):
+    with pytest.raises(SystemExit) as caught:
+        main(["predict", "--checkpoint", "m.pt", "--device", value, "a.png"])
+    stderr = capsys.readouterr().err
+    assert caught.value.code == 2 and "argument --device: " in stderr
+    assert expected in stderr and "None" not in stderr
+
+
+@pytest.mark.needs_mnist
+def test_11_a_learning_rate_too_small_is_not_told_to_go_lower(tmp_path, capsys):
+    code, _, stderr = run(
+        capsys,
+        "train",
+        "--model",
+        "mlp",
+        "--out",
+        str(tmp_path / "m.pt"),
+        *TINY,
+        "--lr",
+        "1e-300",
+    )
+    line = one_error_line(stderr)
+    assert code == 1 and "too small to learn anything: try 1e-3" in line
+    assert "lower" not in line and not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "lr, advice", [(1e-300, "too small"), (1e-2, "lower learning")]
+)
+def test_11_the_advice_after_a_useless_run_depends_on_the_learning_rate(lr, advice):
+    with pytest.raises(ValueError, match=advice):
+        distributed.refuse_useless_at(History(best_val_loss=2.3, best_val_acc=0.1), lr)

@@ -36,7 +36,9 @@ def machine_info(device: torch.device | str) -> dict[str, Any]:
         "usable_cpu_cores": len(affinity(0)) if affinity else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_class": cpu_class() if device.type == "cpu" else None,  # amx-bf16, avx512, avx2...
+        "cpu_class": cpu_class()
+        if device.type == "cpu"
+        else None,  # amx-bf16, avx512, avx2...
         "native_bf16": native_bf16(device),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

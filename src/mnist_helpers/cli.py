@@ -5,23 +5,28 @@ Three commands cover what a reader does outside the notebooks: ``train`` a model
 recipe is read from :data:`mnist_helpers.recipes.RECIPES`, the table the chapters train with, so
 ``train --model cnn`` means exactly what chapter 6 did.
 
-Exit codes: 0 success; 1 an error (one line on stderr, no traceback), or some images could not be read;
-2 bad command-line arguments (argparse's usual message).
+Exit codes: 0 success (also when a reader such as ``head`` closes the pipe early); 1 an error (one line
+on stderr, no traceback), or some images could not be read; 2 bad command-line arguments (argparse's
+usual message); 130 Ctrl-C and 143 SIGTERM (128 + the signal's number, as shells report), after ``train``
+has saved its best epoch so far.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
 import math
+import os
+import shutil
+import signal
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -31,7 +36,12 @@ from torch import nn
 from mnist_helpers.checkpoints import load_checkpoint, save_checkpoint
 from mnist_helpers.data import TensorSplit, load_mnist_splits, mnist_tensors, normalize
 from mnist_helpers.devices import pick_device
-from mnist_helpers.distributed import launched_by_torchrun, train_distributed
+from mnist_helpers.distributed import (
+    BestSoFar,
+    launched_by_torchrun,
+    refuse_useless_at,
+    train_distributed,
+)
 from mnist_helpers.evaluation import (
     collect_predictions,
     confusion_matrix,
@@ -43,16 +53,51 @@ from mnist_helpers.inference import ImagePreprocessError, predict
 from mnist_helpers.models import MODEL_REGISTRY, count_parameters
 from mnist_helpers.profile import DEFAULT_BUDGET, budget, current_profile
 from mnist_helpers.recipes import RECIPES, fit_recipe
+from mnist_helpers.safe_output import printable, spreadsheet_safe
 from mnist_helpers.saving import (
     CHANCE_ACCURACY,
     TrainingRecord,
     check_destination,
-    refuse_useless,
     save_trained,
 )
 from mnist_helpers.training import History, evaluate
 
 PROG = "mnist-helpers"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it unwinds exactly like Ctrl-C.
+
+    ``timeout``, Slurm, Docker, systemd and torchrun stop a job with SIGTERM, whose default action kills
+    Python on the spot: every finished epoch would be lost. As a ``KeyboardInterrupt`` it reaches the
+    same ``except`` that saves the best epoch so far; being a subclass, it is told apart for the exit
+    status (143, not 130) and the message.
+    """
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    """The SIGTERM handler. It ignores any further SIGTERM first: a second one must not cut the
+    partial checkpoint's write short (the sender's SIGKILL after its grace period still stops us)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated`; the previous handler is restored after.
+
+    Python only lets the main thread set handlers; elsewhere (``main`` called from a thread) SIGTERM
+    keeps its default action.
+    """
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _recipe_name(metadata: dict[str, Any]) -> str:
@@ -92,34 +137,43 @@ def _load(
 PARTIAL_SUFFIX = ".partial.pt"  # where an interrupted run keeps its best epoch so far
 
 
-class EpochReporter:
+class EpochReporter(BestSoFar):
     """Prints each epoch's line the moment it ends, and keeps a copy of the best weights so far.
 
     Printing after ``fit`` returned would show nothing until the end (and nothing at all after a Ctrl-C);
     flushing matters when stdout is a pipe or a log file, which Python buffers.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.history, self.best_state = model, History(), None
-
     def __call__(self, history: History) -> None:
-        self.history, epoch = history, history.epochs
+        super().__call__(
+            history
+        )  # keep the weights first: a signal may arrive once the line is out
+        epoch = history.epochs
         print(
             f"epoch {epoch:>3}: train loss {history.train_loss[-1]:.4f} acc {100 * history.train_acc[-1]:.2f}% "
             f"| val loss {history.val_loss[-1]:.4f} acc {100 * history.val_acc[-1]:.2f}% "
             f"| {history.seconds[-1]:.1f} s",
             flush=True,
         )
-        if history.best_epoch == epoch:
-            self.best_state = copy.deepcopy(self.model.state_dict())
 
 
-def save_partial(reporter: EpochReporter, out: Path, record: TrainingRecord) -> None:
-    """After Ctrl-C: save the best epoch so far next to ``out``, clearly named as partial, and say so."""
+def _stopped_by(stop: BaseException | None) -> str:
+    """How the run was stopped, in the words of the message that follows."""
+    return "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+
+
+def save_partial(
+    reporter: BestSoFar,
+    out: Path,
+    record: TrainingRecord,
+    stop: BaseException | None = None,
+) -> None:
+    """After Ctrl-C or SIGTERM (``stop``): save the best epoch so far next to ``out``, clearly named as
+    partial, and say so."""
     history = reporter.history
     if reporter.best_state is None:
         print(
-            f"{PROG}: interrupted before the first epoch ended: nothing to save",
+            f"{PROG}: {_stopped_by(stop)} before the first epoch ended: nothing to save",
             file=sys.stderr,
         )
         return
@@ -139,9 +193,10 @@ def save_partial(reporter: EpochReporter, out: Path, record: TrainingRecord) -> 
         history=history.as_dict(),
     )
     print(
-        f"{PROG}: interrupted after {history.epochs} epoch(s); the best so far (epoch {history.best_epoch}, "
+        f"{PROG}: {_stopped_by(stop)} after {history.epochs} epoch(s); the best so far (epoch {history.best_epoch}, "
         f"validation accuracy {100 * history.best_val_acc:.2f}%) is saved as {partial}",
         file=sys.stderr,
+        flush=True,
     )
 
 
@@ -154,6 +209,17 @@ def command_train(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("checkpoints") / current_profile() / f"{args.model}.pt")
     check_destination(out)
     device = pick_device(args.device)
+    record = TrainingRecord(
+        recipe=args.model,
+        description=replace(recipe, seed=seed, batch_size=batch_size, lr=lr).describe(),
+        mean=recipe.mean,
+        std=recipe.std,
+        profile=current_profile(),
+        seed=seed,
+        best_epoch=None,
+        val_acc=None,
+        val_loss=None,
+    )
     if (
         launched_by_torchrun()
     ):  # one of several workers: chapter 13's data-parallel training
@@ -167,6 +233,7 @@ def command_train(args: argparse.Namespace) -> int:
             train_images=args.train_images or b.train_images,
             test_images=args.test_images or b.test_images,
             device=device,
+            on_interrupt=lambda keeper, stop: save_partial(keeper, out, record, stop),
         )
 
     splits = load_mnist_splits(
@@ -188,17 +255,6 @@ def command_train(args: argparse.Namespace) -> int:
         flush=True,
     )
 
-    record = TrainingRecord(
-        recipe=args.model,
-        description=replace(recipe, seed=seed, batch_size=batch_size, lr=lr).describe(),
-        mean=recipe.mean,
-        std=recipe.std,
-        profile=current_profile(),
-        seed=seed,
-        best_epoch=None,
-        val_acc=None,
-        val_loss=None,
-    )
     reporter = EpochReporter(model)
     try:
         history = fit_recipe(
@@ -212,14 +268,14 @@ def command_train(args: argparse.Namespace) -> int:
             seed=seed,
             on_epoch=reporter,
         )
-    except KeyboardInterrupt:
-        save_partial(reporter, out, record)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM raised as Terminated
+        save_partial(reporter, out, record, stop)
         raise
     if history.stopped_early:
         print(
             f"stopped early after epoch {history.epochs}: {recipe.monitor} stopped improving"
         )
-    refuse_useless(history)
+    refuse_useless_at(history, lr)  # the advice depends on the learning rate
 
     # fit restored the best epoch's weights (chosen on validation); the test set is touched once, here.
     test_loss, test_acc = evaluate(
@@ -256,30 +312,37 @@ def _preprocessed_name(index: int, source: str) -> str:
 
 
 def _write_table(rows: list[dict[str, Any]]) -> None:
-    width = max([len("file")] + [len(row["file"]) for row in rows])
+    """One line per image, whatever its name holds: names are shown escaped (:func:`printable`), so a
+    newline in one cannot fake rows or error lines, and an undecodable byte cannot abort the table."""
+    names = [printable(row["file"]) for row in rows]
+    width = max([len("file")] + [len(name) for name in names])
     print(f"{'file':<{width}}  prediction  confidence  runner-up")
-    for row in rows:
+    for name, row in zip(names, rows):
         if "error" in row:
-            print(f"{row['file']:<{width}}  {'-':>10}  {'-':>10}  (failed, see stderr)")
+            print(f"{name:<{width}}  {'-':>10}  {'-':>10}  (failed, see stderr)")
         else:
             second = int(np.argsort(row["probabilities"])[-2])
             print(
-                f"{row['file']:<{width}}  {row['prediction']:>10}  {100 * row['confidence']:>9.1f}%  "
+                f"{name:<{width}}  {row['prediction']:>10}  {100 * row['confidence']:>9.1f}%  "
                 f"{second} ({100 * row['probabilities'][second]:.1f}%)"
             )
 
 
 def _write_csv(rows: list[dict[str, Any]]) -> None:
-    """One row per image given, in order; an image that failed keeps its row, with the reason in ``error``."""
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    """One row per image given, in order; an image that failed keeps its row, with the reason in ``error``.
+
+    Every field is quoted, so a ``\r`` or ``\n`` in a name stays inside its field (minimal quoting with a
+    ``\n`` line end leaves a bare ``\r`` unquoted, and readers then split the row). Text cells are made
+    spreadsheet-safe (:func:`spreadsheet_safe`): a name such as ``=cmd|...`` is not run as a formula.
+    """
+    writer = csv.writer(sys.stdout, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(["file", "prediction", "confidence", "error"])
     for row in rows:
+        name = spreadsheet_safe(row["file"])
         if "error" in row:
-            writer.writerow([row["file"], "", "", row["error"]])
+            writer.writerow([name, "", "", spreadsheet_safe(row["error"])])
         else:
-            writer.writerow(
-                [row["file"], row["prediction"], f"{row['confidence']:.4f}", ""]
-            )
+            writer.writerow([name, row["prediction"], f"{row['confidence']:.4f}", ""])
 
 
 def _write_json(rows: list[dict[str, Any]]) -> None:
@@ -295,24 +358,55 @@ WRITERS: dict[str, Callable[[list[dict[str, Any]]], None]] = {
 }
 
 
+def _preview_folder(folder: Path | None) -> Path | None:
+    """``--show-preprocessed``'s folder, created; None (after one line on stderr) if it cannot be.
+
+    The previews are an extra: a folder that cannot be made must not cost the predictions.
+    """
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(
+            printable(
+                f"{PROG}: error: --show-preprocessed {folder}: cannot create the folder "
+                f"({error.strerror or error}); the predictions are printed without previews"
+            ),
+            file=sys.stderr,
+        )
+        return None
+    return folder
+
+
 def command_predict(args: argparse.Namespace) -> int:
-    """Preprocess and classify each image; an unusable image is reported and skipped, never fatal."""
+    """Preprocess and classify each image; an unusable image, or a preview that cannot be written, is
+    reported and skipped, never fatal: every other image's result is still printed."""
     model, metadata, _ = _load(args.checkpoint, args.device)
     mean, std = _normalization(model, metadata)
-    if args.show_preprocessed is not None:
-        args.show_preprocessed.mkdir(parents=True, exist_ok=True)
+    previews = _preview_folder(args.show_preprocessed)
+    previews_failed = args.show_preprocessed is not None and previews is None
 
     rows: list[dict[str, Any]] = []
     results = predict(model, args.images, mean=mean, std=std, on_error="collect")
     for index, (source, result) in enumerate(zip(args.images, results, strict=True)):
         if isinstance(result, ImagePreprocessError):
-            print(f"{PROG}: {result}", file=sys.stderr)
+            print(f"{PROG}: {printable(str(result))}", file=sys.stderr)
             rows.append({"file": source, "error": result.reason})
             continue
-        if args.show_preprocessed is not None and result.frame is not None:
-            Image.fromarray(result.frame.round().astype(np.uint8)).save(
-                args.show_preprocessed / _preprocessed_name(index, source)
-            )
+        if previews is not None and result.frame is not None:
+            preview = previews / _preprocessed_name(index, source)
+            try:
+                Image.fromarray(result.frame.round().astype(np.uint8)).save(preview)
+            except (OSError, ValueError) as error:
+                print(
+                    printable(
+                        f"{PROG}: error: --show-preprocessed: cannot write {preview} "
+                        f"({getattr(error, 'strerror', None) or error}); its prediction is kept"
+                    ),
+                    file=sys.stderr,
+                )
+                previews_failed = True
         rows.append(
             {
                 "file": source,
@@ -327,7 +421,7 @@ def command_predict(args: argparse.Namespace) -> int:
         print(
             f"{PROG}: {failed} of {len(rows)} images could not be used", file=sys.stderr
         )
-    return 1 if failed else 0
+    return 1 if failed or previews_failed else 0
 
 
 # -------------------------------------------------------------------------------------------- evaluate
@@ -373,6 +467,22 @@ def command_evaluate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- export
 
 
+def _keep_numbered_backup(out: Path) -> Path | None:
+    """Keep an existing ``out`` as ``<name>.1`` (or the next free number) before it is replaced.
+
+    An ``.onnx`` file is often published (a web page's model); exporting a worse checkpoint over it must
+    not lose it. The backup is a copy (a few MB), so ``out`` itself stays in place, whole, until the new
+    file replaces it; a hard link would change with it if a writer ever wrote in place.
+    """
+    if not out.exists():
+        return None
+    number = 1
+    while (backup := out.with_name(f"{out.name}.{number}")).exists():
+        number += 1
+    shutil.copy2(out, backup)
+    return backup
+
+
 def command_export(args: argparse.Namespace) -> int:
     """Write the checkpoint's model to ONNX (normalization built in), then check it against PyTorch."""
     out = Path(args.out)
@@ -387,6 +497,7 @@ def command_export(args: argparse.Namespace) -> int:
     model, metadata, _ = _load(args.checkpoint, "cpu")
     name = _recipe_name(metadata)
     mean, std = _normalization(model, metadata)
+    backup = _keep_numbered_backup(out)
     export_onnx(
         model,
         out,
@@ -402,6 +513,8 @@ def command_export(args: argparse.Namespace) -> int:
         f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {name}, with its normalization (mean {mean:g}, "
         f"std {std:g}) built in"
     )
+    if backup is not None:
+        print(f"the ONNX file it replaced is kept as {backup}")
     print(
         "input 'pixels': float32 (N, 1, 28, 28), grey levels 0..255, white ink on black; output 'logits': (N, 10)"
     )
@@ -447,21 +560,51 @@ def _positive(
     return parse
 
 
+DEVICE_CHOICES = "use cpu, cuda, cuda:N or mps"
+
+
 def _device(text: str) -> str:
-    """An argparse type: a device this machine has, checked now so the error names --device."""
+    """An argparse type: a device this machine has, checked now so the error names --device.
+
+    ``pick_device`` words its errors for Python callers ("use 'cpu' or None"); here they are said in the
+    command line's terms, options and all.
+    """
     try:
-        pick_device(text)
-    except ValueError as error:  # a device this machine does not have
-        raise argparse.ArgumentTypeError(str(error)) from None
+        device = pick_device(text)
+    except ValueError:  # a device this machine does not have
+        missing = (
+            "no Apple GPU (mps)"
+            if text.startswith("mps")
+            else "no CUDA GPU PyTorch can use"
+        )
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this machine has {missing}; use --device cpu, or leave --device out "
+            "for the fastest device available"
+        ) from None
     except RuntimeError:  # torch does not know the name
         raise argparse.ArgumentTypeError(
-            f"unknown device {text!r}: use cpu, cuda or mps"
+            f"unknown device {text!r}: {DEVICE_CHOICES}"
         ) from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"device {text!r}: {DEVICE_CHOICES}")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered "
+            f"from 0; {DEVICE_CHOICES}"
+        )
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the names it quotes in usage errors escaped: an argument holding a newline must not
+    print a second, fake ``mnist-helpers: error`` line. Subcommands' parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(printable(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Train, evaluate and use the MNIST models of the book 'MNIST handwritten-digit "
         "recognition with PyTorch'.",
@@ -477,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DEVICE_HELP = "cpu, cuda or mps (default: the fastest available)"
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: the fastest available)"
 CHECKPOINT_HELP = "a checkpoint written by 'train' or by a chapter"
 
 
@@ -496,7 +639,8 @@ def _add_train(commands: Any) -> None:
         "images and 1 epoch. MNIST is read from $MNIST_DATA_DIR/MNIST/raw/ when MNIST_DATA_DIR is\n"
         "set, else from the repository's data/MNIST/raw/.\n\n"
         "A model no better than guessing is not saved. An existing checkpoint at --out is kept as\n"
-        "<name>.previous.pt; Ctrl-C saves the best epoch so far as <name>.partial.pt.",
+        "<name>.previous.pt; Ctrl-C or SIGTERM (timeout, Slurm, Docker, systemd) saves the best\n"
+        "epoch so far as <name>.partial.pt and exits with status 130 or 143.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument(
@@ -569,13 +713,17 @@ def _add_predict(commands: Any) -> None:
         "--format",
         choices=WRITERS,
         default="table",
-        help="output: an aligned table (default), CSV (file,prediction,confidence,error) or JSON",
+        help="output: an aligned table (default; control characters in file names shown escaped, "
+        "e.g. \\n), CSV (file,prediction,confidence,error; every field quoted; a text cell starting "
+        "with = + - @, tab or CR gets a leading ' so spreadsheet programs do not run it as a "
+        "formula) or JSON",
     )
     predict.add_argument(
         "--show-preprocessed",
         type=Path,
         metavar="DIR",
-        help="also save the 28x28 image the model saw for each input, as PNG in DIR",
+        help="also save the 28x28 image the model saw for each input, as PNG in DIR (a preview "
+        "that cannot be written is reported, its prediction kept, and the exit status is 1)",
     )
     predict.add_argument("--device", metavar="DEVICE", type=_device, help=DEVICE_HELP)
     predict.set_defaults(run=command_predict)
@@ -616,7 +764,8 @@ def _add_export(commands: Any) -> None:
         "--out",
         metavar="PATH",
         required=True,
-        help="the ONNX file to write, e.g. model.onnx",
+        help="the ONNX file to write, e.g. model.onnx; an existing one is kept as "
+        "model.onnx.1 (then .2, ...), and the output says so",
     )
     export.set_defaults(run=command_export)
 
@@ -625,12 +774,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m mnist_helpers`` and the ``mnist-helpers`` script; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with _sigterm_as_interrupt():
+            status = args.run(args)
+            sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
+            return status
+    except BrokenPipeError:
+        # The reader (``| head -1``) has what it wanted and closed the pipe: not an error of ours. Point
+        # stdout at devnull so the interpreter's final flush does not fail again.
+        _silence_stdout()
+        return 0
+    except Terminated:
+        print(f"{PROG}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except (RuntimeError, ValueError, OSError) as error:
         # Missing or corrupt checkpoint/data, an unusable device, a diverged run: the message says what
-        # to fix, and a traceback would only bury it.
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        # to fix, and a traceback would only bury it. Escaped: it may quote a file name.
+        print(f"{PROG}: error: {printable(str(error))}", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Send what is left of stdout to devnull (Python's documented answer to SIGPIPE/EPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (
+        OSError,
+        ValueError,
+        AttributeError,
+    ):  # stdout is not a real file (a test's capture)
+        pass

@@ -17,9 +17,10 @@ train``; the checkpoint it writes is an ordinary one that ``evaluate`` and ``pre
 
 from __future__ import annotations
 
+import copy
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -46,6 +47,56 @@ TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 # broken, and a clear timeout error beats a job that waits forever. (A rank that *crashes* is handled
 # sooner: torchrun stops the others as soon as one worker exits with an error.)
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
+
+
+# Below this, weights move by nothing measurable in the few thousand steps of a book run: a model that learned
+# nothing was held back by too small a step, and "try a lower learning rate" would be the wrong advice.
+TOO_SMALL_LR = 1e-6
+
+
+def refuse_useless_at(history: History, lr: float) -> None:
+    """:func:`~mnist_helpers.saving.refuse_useless`, with the advice fixed when the learning rate was tiny.
+
+    ``refuse_useless`` only sees the history, so it always blames a learning rate too high; with ``--lr
+    1e-300`` that advice would send the user further the wrong way.
+    """
+    try:
+        refuse_useless(history)
+    except ValueError as error:
+        if lr >= TOO_SMALL_LR:
+            raise
+        reason = str(error).split("; nothing was saved")[0]
+        raise ValueError(
+            f"{reason}; nothing was saved. The learning rate {lr:g} is too small to learn "
+            "anything: try 1e-3 (--lr 1e-3), or leave --lr out for the recipe's"
+        ) from None
+
+
+class BestSoFar:
+    """An ``on_epoch`` callback keeping a copy of the best epoch's weights while training runs.
+
+    ``fit`` restores the best weights only when it returns; a run stopped midway (Ctrl-C, or the SIGTERM
+    that ``timeout``, Slurm, Docker and systemd send) would otherwise have nothing worth saving.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._kept: tuple[History, dict[str, Tensor] | None] = (History(), None)
+
+    @property
+    def history(self) -> History:
+        return self._kept[0]
+
+    @property
+    def best_state(self) -> dict[str, Tensor] | None:
+        return self._kept[1]
+
+    def __call__(self, history: History) -> None:
+        state = self.best_state
+        if history.best_epoch == history.epochs:
+            state = copy.deepcopy(self.model.state_dict())
+        # One assignment: a signal landing mid-update cannot pair a history with another epoch's weights.
+        self._kept = (history, state)
 
 
 class RankFailedError(RuntimeError):
@@ -259,12 +310,17 @@ def train_distributed(
     train_images: int | None,
     test_images: int | None,
     device: str | torch.device | None = None,
+    on_interrupt: Callable[[BestSoFar, BaseException], None] | None = None,
 ) -> int:
     """``torchrun ... -m mnist_helpers train``: one worker's share of training recipe ``name``.
 
     Every rank loads the same data and builds the same model; DDP keeps the weights identical, the data
     is sharded, randomness that should differ between ranks (dropout) is seeded per rank, and rank 0
     reports the reduced metrics and writes the one checkpoint. Returns the exit status.
+
+    Stopped midway (Ctrl-C, or SIGTERM raised as ``KeyboardInterrupt`` by the command line, which torchrun
+    forwards to every worker), rank 0 hands its best epoch so far to ``on_interrupt`` to save; every rank
+    then re-raises, so each exits with the signal's status and none writes anything else.
     """
     recipe = RECIPES[name]
     with process_group(device) as world:
@@ -293,25 +349,34 @@ def train_distributed(
             f"{world.device.type}, {torch.get_num_threads()} threads each); global batch {batch_size} = "
             f"{world.world_size} x {per_rank_batch_size(batch_size, world.world_size)}, lr {lr:g}, seed {seed}"
         )
-        history = fit_recipe(
-            recipe,
-            ddp_model,
-            replace(splits, train=ShardedSplit(splits.train, world)),
-            device=world.device,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            progress=None if world.is_main else False,
-        )
+        keeper = BestSoFar(model) if world.is_main else None
+        try:
+            history = fit_recipe(
+                recipe,
+                ddp_model,
+                replace(splits, train=ShardedSplit(splits.train, world)),
+                device=world.device,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                progress=None if world.is_main else False,
+                on_epoch=keeper,
+            )
+        except (
+            KeyboardInterrupt
+        ) as stop:  # Ctrl-C or SIGTERM: rank 0 keeps the best epoch so far
+            if keeper is not None and on_interrupt is not None:
+                on_interrupt(keeper, stop)
+            raise
         history = reduced_history(history, world)
         for epoch in range(history.epochs):
             say(
                 f"epoch {epoch + 1:>3}: train loss {history.train_loss[epoch]:.4f} (all ranks) | val acc "
                 f"{100 * history.val_acc[epoch]:.2f}% | {history.seconds[epoch]:.1f} s"
             )
-        refuse_useless(
-            history
+        refuse_useless_at(
+            history, lr
         )  # every rank holds the same reduced history, so all ranks stop together
         test_loss, test_acc = evaluate_sharded(
             model, splits.test, recipe.loss_fn, world
