@@ -52,13 +52,17 @@ def file_safe(name: str) -> str:
 
 
 def glued_values(nb: nbformat.NotebookNode) -> dict[str, Any]:
-    """Every value the executed notebook glued, by name (their text/plain repr is a Python literal)."""
+    """The numbers and names the executed notebook glued, by name.
+
+    Only ``KEYS`` and the CPU class are read: their text/plain repr is a Python literal, while other glued
+    values (the benchmark table, a DataFrame) are not.
+    """
     values = {}
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name")
             text = output.get("data", {}).get(GLUE_PREFIX + "text/plain")
-            if name and text is not None:
+            if name in (*KEYS, "ch00_cpu_class") and text is not None:
                 values[name] = ast.literal_eval(text)
     return values
 

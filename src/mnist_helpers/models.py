@@ -70,10 +70,11 @@ class BatchNormMLP(MLP):
 
 
 class CNN(nn.Module):
-    """Tutorial D's small convnet (1x28x28 -> conv5 -> pool -> conv3 -> 2000 features -> 500 -> 10).
+    """Tutorial D's small convnet: 1x28x28 -> conv5 -> pool -> conv3 -> 2000 -> 500 -> 10.
 
-    It returns ``log_softmax`` as the seed does, so pair it with ``F.nll_loss``; ``F.cross_entropy`` gives
-    the same value because log_softmax of log-probabilities changes nothing.
+    It returns ``log_softmax`` as tutorial D does, so pair it with ``F.nll_loss``.
+    ``F.cross_entropy`` gives the same value: log_softmax of log-probabilities
+    changes nothing.
     """
 
     def __init__(self) -> None:
