@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import ast
 import os
-import re
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import nbformat
 from nbclient import NotebookClient
 
-from book_tools.results import machine_info, save_result
+from book_tools.results import file_safe, machine_info, save_result
 from mnist_helpers.devices import cpu_class
 from mnist_helpers.glue import GLUE_PREFIX
 
@@ -44,11 +43,6 @@ KEYS = (
     "ch00_images_per_second",
     "ch00_threads",
 )
-
-
-def file_safe(name: str) -> str:
-    """``"avx2 (ISA-limited)"`` -> ``"avx2-isa-limited"``: a CPU class as part of a file name."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "unknown"
 
 
 def glued_values(nb: nbformat.NotebookNode) -> dict[str, Any]:

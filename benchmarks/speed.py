@@ -1,8 +1,10 @@
 """How fast can MNIST honestly be learned here? Chapter 9's ladder of fixed recipes, means over seeds.
 
-    python benchmarks/speed.py              # every rung -> benchmarks/results/speed_<device>.json (~20 min, 2 cores)
+    python benchmarks/speed.py              # every rung -> benchmarks/results/speed_cpu_<class>.json (~20 min)
     python benchmarks/speed.py --quick      # a few hundred images per rung: checks the machinery (CI)
     python benchmarks/speed.py --whole-runs speedrun,bf16 --seeds 5 --out /tmp/speed.json
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/speed.py \
+        --rungs tutorial_e,tensors,onecycle,speedrun_fp32 --whole-runs ''   # an AVX2-only CPU's ISA
 
 All the work happens in :mod:`book_tools.ladder`; this file parses flags, prints, and writes the JSON that
 chapter 9 reads. Run it on a quiet machine: other processes competing for the cores make every number
@@ -21,7 +23,7 @@ from book_tools.ladder import (
     run_benchmark,
     summary,
 )
-from book_tools.results import save_result
+from book_tools.results import file_safe, save_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -65,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out",
         type=Path,
         default=None,
-        help="JSON file to write (default: benchmarks/results/speed_<device>.json; --quick writes none)",
+        help="JSON file to write (default: benchmarks/results/speed_cpu_<class>.json, e.g. "
+        "speed_cpu_amx-bf16.json, or speed_<device>.json on a GPU; --quick writes none)",
     )
     args = parser.parse_args(argv)
     if args.seeds < 2:
@@ -104,7 +107,11 @@ def main(argv: list[str] | None = None) -> None:
         print(line)
     out = args.out
     if out is None and not args.quick:
-        out = RESULTS / f"speed_{machine['device']}.json"
+        out = RESULTS / (
+            f"speed_cpu_{file_safe(machine['cpu_class'])}.json"
+            if machine["device"] == "cpu"
+            else f"speed_{machine['device']}.json"
+        )
     if out is not None:
         save_result(result, out)
         print(f"wrote {out}")

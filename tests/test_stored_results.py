@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from book_tools import ladder, leaderboard
-from book_tools.results import load_result
+from book_tools.results import file_safe, load_result
 from mnist_helpers.recipes import RECIPES
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
@@ -107,7 +107,7 @@ def _mean_and_se(values: list[float]) -> tuple[float, float]:
 
 def test_committed_speed_results_measure_the_current_recipes_over_five_seeds() -> None:
     """Chapter 9 glues these numbers: they must come from a full run of today's rungs, with >= 5 seeds each."""
-    result = load_result(RESULTS / "speed_cpu.json", schema=ladder.SCHEMA)
+    result = load_result(RESULTS / "speed_cpu_amx-bf16.json", schema=ladder.SCHEMA)
     assert not result["quick"]
     rungs = {rung.name: rung for rung in ladder.RUNGS}
     for record in result["rungs"]:
@@ -120,9 +120,28 @@ def test_committed_speed_results_measure_the_current_recipes_over_five_seeds() -
     assert all(whole.count(name) >= 5 for name in set(whole))
 
 
+@pytest.mark.parametrize(
+    "path", sorted(RESULTS.glob("speed_cpu_*.json")), ids=lambda path: path.name
+)
+def test_each_cpu_class_has_its_own_speed_file_over_five_seeds(path: Path) -> None:
+    """Chapter 9's table of CPU classes: one file per class, named by it, every measured rung over >= 5 seeds."""
+    result = load_result(path, schema=ladder.SCHEMA)
+    assert not result["quick"]
+    recorded = result["machine"].get(
+        "cpu_class"
+    )  # files before the class was recorded lack it
+    if recorded is not None:
+        assert path.name == f"speed_cpu_{file_safe(recorded)}.json"
+    measured = [record for record in result["rungs"] if not record["skipped"]]
+    assert measured, "a speed file measures at least one rung"
+    for record in measured:
+        seeds = {t["seed"] for t in result["timings"] if t["rung"] == record["name"]}
+        assert not seeds or len(seeds) >= 5, record["name"]
+
+
 def test_the_speed_run_mean_reaches_99_4_percent() -> None:
     """The chapter's headline claim, within two standard errors of the mean over seeds."""
-    result = load_result(RESULTS / "speed_cpu.json", schema=ladder.SCHEMA)
+    result = load_result(RESULTS / "speed_cpu_amx-bf16.json", schema=ladder.SCHEMA)
     accuracy = [
         run["test_accuracy"] for run in result["runs"] if run["rung"] == "speedrun"
     ]

@@ -1,8 +1,8 @@
 """Chapter 9's speed ladder: fixed recipes, each change measured on its own, means over seeds.
 
 This is the book's measuring machinery, not something a chapter teaches: ``benchmarks/speed.py`` runs it and
-writes ``benchmarks/results/speed_<device>.json``; chapter 9 reads that file (and runs the quick ladder
-itself only in the smoke profile). Each rung is one row of :data:`RUNGS`, and adds one change to the rung
+writes ``benchmarks/results/speed_cpu_<class>.json``, one file per CPU class; chapter 9 reads them (and runs
+the quick ladder itself only in the smoke profile). Each rung is one row of :data:`RUNGS`, and adds one change to the rung
 above it:
 
 1. ``tutorial_e``: the tutorial's recipe as written (:mod:`mnist_helpers.tutorial_e`): ``DataLoader``,

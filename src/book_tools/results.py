@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,14 @@ def machine_info(device: torch.device | str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
     }
+
+
+def file_safe(name: str) -> str:
+    """``"avx2 (ISA-limited)"`` -> ``"avx2-isa-limited"``: a CPU class as part of a results file's name.
+
+    Results are kept one file per CPU class, because a training time holds only for its class.
+    """
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "unknown"
 
 
 def save_result(result: dict[str, Any], path: str | Path) -> Path:
