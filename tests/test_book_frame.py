@@ -419,6 +419,44 @@ def test_glue_calls_live_in_removed_cells(number: str) -> None:
     )
 
 
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s")
+
+
+def accidental_list_starts(lines: list[tuple[int, str]]) -> list[str]:
+    """Lines where a wrapped sentence put "1. " at the start of a line, inside a paragraph.
+
+    Markdown then starts a numbered list there: "... the whole stroke of a" / "1. For the mistakes" renders
+    as a broken sentence and a list. A list the text means to start follows a blank line or a colon.
+    """
+    found = []
+    for (cell, previous), (same_cell, line) in zip(lines, lines[1:]):
+        if cell != same_cell or not re.match(r"^1[.)]\s", line):
+            continue
+        if previous.strip() and not _LIST_ITEM.match(previous):
+            if not previous.rstrip().endswith(":"):
+                found.append(f"cell {cell}: {previous.strip()[-40:]!r} / {line[:40]!r}")
+    return found
+
+
+@pytest.mark.parametrize("number", CHAPTER_NUMBERS)
+def test_no_sentence_wrapped_into_a_numbered_list(number: str) -> None:
+    path = _chapter_path(number)
+    found = accidental_list_starts(_markdown_lines(nbformat.read(path, as_version=4)))
+    assert not found, (
+        f"{path.name}: a line starting with '1. ' inside a paragraph: {found}"
+    )
+
+
+def test_accidental_list_detector() -> None:
+    assert accidental_list_starts(
+        [(0, "the whole stroke of a"), (0, "1. For the rest")]
+    )
+    assert not accidental_list_starts([(0, "Three ways:"), (0, "1. one process")])
+    assert not accidental_list_starts([(0, ""), (0, "1. a list")])
+    assert not accidental_list_starts([(0, "- item"), (0, "1. nested")])
+    assert not accidental_list_starts([(0, "end of cell"), (1, "1. next cell")])
+
+
 @pytest.mark.parametrize("number", CHAPTER_NUMBERS)
 def test_no_names_after_tutorial_file_numbers(number: str) -> None:
     path = _chapter_path(number)

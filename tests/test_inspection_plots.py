@@ -115,3 +115,32 @@ def test_a_heatmap_row_with_an_underlay_draws_the_digit_beneath_a_transparent_he
     first = fig.axes[0].get_images()
     assert [image.get_cmap().name for image in first] == ["gray", "jet"]
     assert first[0].get_alpha() is None and first[1].get_alpha() == 0.6
+
+
+def test_eight_panels_a_row_wrap_into_two_blocks_that_fit_the_page() -> None:
+    """Eight 1.15-inch panels plus labels would be 11.4 inches, shown shrunk below readable; two blocks of
+    four keep every title, colour and underlay with its own panel."""
+    rng = np.random.default_rng(0)
+    digits = PanelRow(
+        "digit",
+        rng.random((8, 5, 5)),
+        titles=[f"t{i}" for i in range(8)],
+        title_colors=["green"] * 4 + ["red"] * 4,
+    )
+    heat = PanelRow(
+        "heat", rng.random((8, 5, 5)), limits=(0, 1), underlay=rng.random((8, 5, 5))
+    )
+    fig = panel_rows([digits, heat], "title", panel_inches=1.15)
+    assert fig.get_figwidth() <= 9.0
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    titled = [ax for ax in panels if ax.get_title()]
+    assert [ax.get_title() for ax in titled] == [f"t{i}" for i in range(8)]
+    assert [ax.title.get_color() for ax in titled] == ["green"] * 4 + ["red"] * 4
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == [
+        "digit",
+        "heat",
+        "digit",
+        "heat",
+    ]
+    heat_axes = [ax for ax in panels if len(ax.get_images()) == 2]  # digit beneath heat
+    assert len(heat_axes) == 8

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap
@@ -20,6 +20,10 @@ from torch import Tensor
 
 from mnist_helpers.calibration import ReliabilityBins
 from mnist_helpers.plots import _figure, _numpy
+
+# The book's pages show a figure at most about 7.6 inches wide (760 px). A wider figure is scaled down, and
+# its 9-point titles with it, until they are no longer readable; so figures stay within about 9 inches.
+MAX_FIGURE_INCHES = 9.0
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,12 @@ class PanelRow:
 def panel_rows(
     rows: Sequence[PanelRow], title: str, panel_inches: float = 1.25
 ) -> Figure:
-    """A grid with one :class:`PanelRow` per row; shorter rows leave their last columns empty."""
+    """A grid with one :class:`PanelRow` per row; shorter rows leave their last columns empty.
+
+    Rows too long to fit :data:`MAX_FIGURE_INCHES` are cut into equal blocks stacked top to bottom (eight
+    panels become two blocks of four), so the titles stay readable at the page's width.
+    """
+    rows = _wrap_rows(rows, panel_inches)
     ncols = max(len(row.images) for row in rows)
     fig, axes = _figure(
         len(rows),
@@ -82,6 +91,33 @@ def panel_rows(
     return fig
 
 
+def _wrap_rows(rows: Sequence[PanelRow], panel_inches: float) -> list[PanelRow]:
+    """Cut every row into the same blocks of columns, each block's rows in order, when too wide."""
+    ncols = max(len(row.images) for row in rows)
+    fits = max(1, int((MAX_FIGURE_INCHES - 2.2) / panel_inches))
+    blocks = math.ceil(ncols / fits)
+    if blocks == 1:
+        return list(rows)
+    per_block = math.ceil(ncols / blocks)
+    wrapped = []
+    for start in range(0, ncols, per_block):
+        part = slice(start, start + per_block)
+        for row in rows:
+            if start >= len(row.images):
+                continue
+            underlay = None if row.underlay is None else row.underlay[part]
+            wrapped.append(
+                replace(
+                    row,
+                    images=row.images[part],
+                    titles=row.titles[part],
+                    title_colors=row.title_colors[part],
+                    underlay=underlay,
+                )
+            )
+    return wrapped
+
+
 def feature_map_rows(
     activations: Mapping[str, Tensor], n_channels: int = 8
 ) -> list[PanelRow]:
@@ -114,7 +150,7 @@ def feature_map_rows(
     return rows
 
 
-def filter_grid(weights: Tensor, title: str, ncols: int = 8) -> Figure:
+def filter_grid(weights: Tensor, title: str, ncols: int = 6) -> Figure:
     """A first convolution's kernels (C, 1, k, k) on one symmetric blue-white-red scale.
 
     White is zero; red weights add the pixel's brightness to the feature, blue ones subtract it.
@@ -148,7 +184,7 @@ def embedding_pair(
     labels, marked = _numpy(labels).astype(int), _numpy(marked).astype(bool)
     cmap = ListedColormap([f"C{digit}" for digit in range(10)])
     norm = BoundaryNorm(np.arange(-0.5, 10.5), cmap.N)
-    fig, axes = _figure(1, len(embeddings), figsize=(6.2 * len(embeddings) + 1.2, 6.4))
+    fig, axes = _figure(1, len(embeddings), figsize=(4.0 * len(embeddings) + 1.0, 4.9))
     shown = None
     for ax, (name, points) in zip(axes[0], embeddings.items()):
         points = _numpy(points)
@@ -170,7 +206,8 @@ def embedding_pair(
             edgecolors="black",
             linewidths=1.2,
         )
-        ax.set(title=name, xlabel="t-SNE dimension 1", ylabel="t-SNE dimension 2")
+        ax.set(xlabel="t-SNE dimension 1", ylabel="t-SNE dimension 2")
+        ax.set_title(name, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     bar = fig.colorbar(shown, ax=list(axes[0]), ticks=range(10), shrink=0.8)
@@ -196,7 +233,7 @@ def reliability_diagrams(bins: Mapping[str, ReliabilityBins], title: str) -> Fig
     fig, axes = _figure(
         2,
         len(bins),
-        figsize=(5.2 * len(bins), 6.8),
+        figsize=(4.3 * len(bins), 6.2),
         height_ratios=[3, 1.2],
         sharex=True,
     )
@@ -221,12 +258,8 @@ def reliability_diagrams(bins: Mapping[str, ReliabilityBins], title: str) -> Fig
             label="(mean confidence, accuracy)",
         )
         top.plot([0, 1], [0, 1], color="tab:red", ls="--", label="perfect calibration")
-        top.set(
-            title=f"{name}\nECE = {100 * b.ece:.2f}%",
-            ylabel="accuracy",
-            xlim=(0, 1),
-            ylim=(0, 1.02),
-        )
+        top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02))
+        top.set_title(f"{name}\nECE = {100 * b.ece:.2f}%", fontsize=10)
         top.grid(alpha=0.3)
         bottom.bar(
             centres,
