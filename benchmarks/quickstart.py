@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from nbclient import NotebookClient
 
+from book_tools.notebooks import kernel_client
 from book_tools.results import file_safe, machine_info, save_result
 from mnist_helpers.devices import cpu_class
 from mnist_helpers.glue import GLUE_PREFIX
@@ -71,14 +71,7 @@ def run_once(seed: int, threads: int, timeout: float) -> dict[str, Any]:
         "OMP_NUM_THREADS": str(threads),
         "MPLBACKEND": "Agg",
     }
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        record_timing=False,
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-    )
+    client = kernel_client(nb, NOTEBOOK.parent, timeout)
     start = time.perf_counter()
     client.execute(env=env)
     values = glued_values(nb)

@@ -261,6 +261,25 @@ def output_problems(
     return problems
 
 
+def kernel_client(
+    nb: nbformat.NotebookNode, folder: Path, timeout: float | None
+) -> NotebookClient:
+    """A client that runs ``nb`` in a fresh python3 kernel whose working directory is ``folder``.
+
+    The kernel runs in the notebook's own folder, as a reader's Jupyter would, so relative paths such as
+    ``../checkpoints`` work. It lives only for this run on this machine; its log (e.g. ipykernel's warning
+    that local TCP is unencrypted) would only bury the problems the caller reports.
+    """
+    return NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        resources={"metadata": {"path": str(folder)}},
+    )
+
+
 def execute_notebook(
     path: Path, profile: Profile = "full", timeout: float | None = None
 ) -> list[str]:
@@ -276,16 +295,7 @@ def execute_notebook(
         QUIET_ENV: "1",
         "MPLBACKEND": INLINE_BACKEND,
     }
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        record_timing=False,
-        # The kernel lives only for this run on this machine; its log (e.g. ipykernel's warning that
-        # local TCP is unencrypted) would only bury the problems this command reports.
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        resources={"metadata": {"path": str(path.resolve().parent)}},
-    )
+    client = kernel_client(nb, path.resolve().parent, timeout)
     start = time.perf_counter()
     try:
         client.execute(env=env)
