@@ -9,11 +9,12 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 .PHONY: book check setup lab
 
 book: setup
-	jupyter-book build .
-	@echo "The book is built: open _build/html/index.html in a browser. To run the chapters: make lab"
+	python -m book_tools.editions build
+	@echo "The book is built in English, 简体中文 and 繁體中文: open _build/html/index.html in a browser" \
+	  "(the Chinese editions: _build/html/zh-hans/index.html, _build/html/zh-hant/index.html). To run the chapters: make lab"
 
 check: setup
-	ruff check . && ruff format --check . && pytest -n 2 tests/ && pytest --nbmake book/ && python -m book_tools.notebooks check book/*.ipynb && python -m book_tools.prose book/*.ipynb book/*.md && python benchmarks/speed.py --quick --seeds 2 && jupyter-book build . -W -n --keep-going && pytest site_tests/
+	ruff check . && ruff format --check . && pytest -n 2 tests/ && pytest --nbmake book/ && python -m book_tools.notebooks check book/*.ipynb && python -m book_tools.translation check && python -m book_tools.editions check && python -m book_tools.prose book/*.ipynb book/*.md && python benchmarks/speed.py --quick --seeds 2 && python -m book_tools.editions build -W -n --keep-going && pytest site_tests/
 
 lab: setup
 	jupyter lab book/

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -344,6 +345,39 @@ def test_clear_empties_the_canvas_and_the_answer(page: WebDriver) -> None:
     page.find_element(By.ID, "digit-clear").click()
     state = page_state(page)
     assert state["answer"] == "" and not state["ink"].any()
+
+
+@pytest.mark.parametrize("edition", ["zh-hans/", "zh-hant/"])
+def test_the_page_works_in_each_chinese_edition(
+    edition: str, site_url: str, browser: WebDriver
+) -> None:
+    """The translated page loads its own copy of the model, gives onnxruntime's answers, reads a
+    drawn digit, clears, and speaks the page's language (its messages come from the page's HTML)."""
+    from selenium.webdriver.common.by import By
+
+    browser.get_log("browser")
+    browser.get(site_url + edition + PAGE)
+    images, _ = mnist_tensors(train=False, limit=20)
+    pixels = images[:, 0].numpy().astype(np.float64) / 255
+    in_page = np.asarray(
+        browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "Promise.all(arguments[0].map((p) => window.mnistPredict(p))).then(done, (e) => done(String(e)));",
+            pixels.reshape(len(pixels), -1).tolist(),
+        )
+    )
+    assert in_page.shape == (len(pixels), 10), f"mnistPredict did not answer: {in_page}"
+    assert np.abs(in_page - python_probabilities(pixels)).max() <= PROBABILITY_TOLERANCE
+    status = browser.find_element(By.ID, "digit-status")
+    assert status.text == status.get_attribute("data-ready")
+    assert re.search(r"[\u4e00-\u9fff]", status.text), (
+        f"status not translated: {status.text!r}"
+    )
+    draw(browser, strokes(images[0, 0].numpy()))
+    assert page_state(browser)["answer"] != ""
+    browser.find_element(By.ID, "digit-clear").click()
+    assert page_state(browser)["answer"] == ""
+    assert not console_errors(browser.get_log("browser"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,11 +48,19 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def book_pages() -> list[str]:
-    """Every page of the book, relative to the site: the ToC's documents and any other built page.
+EDITIONS = (
+    "",
+    "zh-hans/",
+    "zh-hant/",
+)  # English at the root, the Chinese editions beside it
 
-    The ToC is the source of truth, so a chapter missing from the build is a page that fails to load,
-    not a page that is silently not tested.
+
+def book_pages() -> list[str]:
+    """Every page of the book in every edition, relative to the site: the ToC's documents and any other
+    built page.
+
+    The English ToC is the source of truth for all three editions, so a chapter missing from a build,
+    or a page missing from a translation, is a page that fails to load, not a page silently not tested.
     """
     toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf-8"))
     parts = toc.get("parts", [toc])
@@ -64,12 +72,16 @@ def book_pages() -> list[str]:
         {
             path.relative_to(SITE).as_posix()
             for path in SITE.rglob("*.html")
-            if not path.relative_to(SITE).parts[0].startswith("_")
+            if not any(part.startswith("_") for part in path.relative_to(SITE).parts)
         }
         if SITE.is_dir()
         else set()
     )
-    return sorted({f"{doc}.html" for doc in docs} | (built - NOT_BOOK_PAGES))
+    generated = {f"{edition}{page}" for edition in EDITIONS for page in NOT_BOOK_PAGES}
+    return sorted(
+        {f"{edition}{doc}.html" for edition in EDITIONS for doc in docs}
+        | (built - generated)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,6 +205,39 @@ return text;
 """
 
 
+# The prose blocks of the article (paragraphs, list items, table cells, headings, admonition titles),
+# each without its code, maths and outputs: what a translation must have translated.
+PROSE_BLOCKS = """
+const blocks = "p, li, td, th, h1, h2, h3, h4, h5, h6, dt, dd, figcaption, caption";
+const outside = ".cell_output, .output, div.highlight, pre, .language-links, .header-article-items, nav";
+return [...document.querySelectorAll(`article ${blocks.split(", ").join(", article ")}`)]
+  .filter((el) => !el.closest(outside))
+  .map((el) => {
+    const copy = el.cloneNode(true);
+    copy.querySelectorAll("code, pre, mjx-container, .math, script, style").forEach((n) => n.remove());
+    return copy.textContent;
+  });
+"""
+
+# Whether the page's font shows Chinese characters, or the empty boxes of a missing glyph: two
+# Chinese characters drawn on a canvas look different from two characters no font has.
+CJK_FONT_MISSING = """
+const pixels = (text) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 64; canvas.height = 32;
+  const pen = canvas.getContext("2d");
+  pen.font = `24px ${getComputedStyle(document.body).fontFamily}`;
+  pen.fillText(text, 2, 26);
+  return pen.getImageData(0, 0, 64, 32).data.join(",");
+};
+return pixels("中文") === pixels("\\u{10FFFD}\\u{10FFFD}");
+"""
+
+# The language links of the page's header: name and target of each.
+LANGUAGE_LINKS = """
+return [...document.querySelectorAll(".language-links a")].map((a) => [a.textContent.trim(), a.href]);
+"""
+
 # Everything that scrolls sideways: code blocks (cell inputs and outputs), tables and output areas
 # whose content is wider than their box, each with its longest line. Hidden elements do not count
 # (Chrome lays out a closed <details>'s content, so its width alone does not say); EXPAND_HIDDEN
@@ -255,6 +300,23 @@ document.querySelectorAll(".dropdown").forEach((el) => el.classList.remove("togg
 _PLUMBING = ("glue(", "glue_all(", "pip install", '"pip"')
 
 
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+UNTRANSLATED_WORDS = (
+    4  # a block of this many Latin words and no Chinese character is English prose
+)
+
+
+def untranslated(blocks: list[str]) -> list[str]:
+    """The prose blocks of a Chinese page (code and maths removed) that hold no Chinese at all."""
+    return [
+        text.strip()
+        for text in blocks
+        if not _CJK.search(text)
+        and len(_LATIN_WORD.findall(text)) >= UNTRANSLATED_WORDS
+    ]
+
+
 def plumbing_in(code: str) -> list[str]:
     """The plumbing calls in a visible code cell that a reader should never see."""
     return [word for word in _PLUMBING if word in code]
@@ -275,7 +337,9 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 def site_url() -> Iterator[str]:
     """`_build/html` served over HTTP on 127.0.0.1 and a free port, as a reader's browser gets it."""
     if not (SITE / "index.html").is_file():
-        pytest.fail(f"no built site in {SITE}: run `jupyter-book build .` first")
+        pytest.fail(
+            f"no built site in {SITE}: run `python -m book_tools.editions build` (make book) first"
+        )
     handler = functools.partial(_QuietHandler, directory=str(SITE))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -415,6 +479,7 @@ def test_page_renders_offline_without_errors(
             f"{len(hidden_scrollers)} collapsed element(s) scroll sideways when opened; "
             f"the first: {hidden_scrollers[0]}"
         )
+    problems += edition_problems(page, browser)
     problems += network_problems(browser.get_log("performance"), url)
     problems += [
         f"console error: {message}"
@@ -423,8 +488,45 @@ def test_page_renders_offline_without_errors(
     assert not problems, f"{page}:\n  " + "\n  ".join(problems)
 
 
+def edition_problems(page: str, browser: WebDriver) -> list[str]:
+    """Language links that do not lead to the same page; in a Chinese edition, English prose, and
+    Chinese shown as empty boxes (no CJK font)."""
+    own = next(e for e in sorted(EDITIONS, key=len, reverse=True) if page.startswith(e))
+    same_page = page.removeprefix(own)
+    problems = []
+    links = browser.execute_script(LANGUAGE_LINKS)
+    if len(links) != len(EDITIONS) - 1:
+        problems.append(f"{len(links)} language links, not {len(EDITIONS) - 1}")
+    for name, href in links:
+        target = urlsplit(href).path.lstrip("/")
+        if not target.endswith(same_page) or not (SITE / target).is_file():
+            problems.append(
+                f"language link {name!r} leads to {target}, not to this page"
+            )
+    if own:
+        problems += [
+            f"untranslated: {text[:100]!r}"
+            for text in untranslated(browser.execute_script(PROSE_BLOCKS))
+        ]
+        if browser.execute_script(CJK_FONT_MISSING):
+            problems.append(
+                "Chinese text renders as empty boxes: install a CJK font (fonts-noto-cjk)"
+            )
+    return problems
+
+
 # ---------------------------------------------------------------------------------------------
 # The detectors on small inputs.
+
+
+def test_untranslated_detector() -> None:
+    assert untranslated(
+        ["这是第 3 章的 batch size。", "A whole English sentence here."]
+    ) == ["A whole English sentence here."]
+    assert (
+        untranslated(["99.4%", "BatchNorm (batch normalization)", "torch.compile 很快"])
+        == []
+    )
 
 
 def test_pipe_table_detector() -> None:

@@ -102,8 +102,51 @@ def test_unknown_classes_in_a_checkpoint_are_refused(tmp_path: Path) -> None:
 def test_truncated_checkpoint_is_reported_as_corrupt(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "m.pt", MLP((8,)))
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(CheckpointError, match="cut short or damaged"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "diagnosis"),
+    [
+        (b"", "empty \\(0 bytes\\)"),
+        (
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n",
+            "git lfs pull",
+        ),
+        (b"\x1f\x8b\x08\x00junk", "gunzip"),
+        (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+        (b"\xff\xd8\xff\xe0", "a JPEG image"),
+        (b"<!DOCTYPE html><title>Sign in</title>", "a web page"),
+        (b"\x08\x0a\x12\x07pytorch", "ONNX model"),
+        (b"hello, not a model", "match no known format"),
+    ],
+)
+def test_a_file_that_is_not_a_checkpoint_says_what_it_is(
+    tmp_path: Path, content: bytes, diagnosis: str
+) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=diagnosis):
+        load_checkpoint(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_checkpoint_says_permission_denied(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", MLP((8,)))
+    path.chmod(0o000)
+    with pytest.raises(CheckpointError, match="permission denied"):
+        load_checkpoint(path)
+
+
+def test_a_saved_checkpoint_gets_the_ordinary_file_mode(tmp_path: Path) -> None:
+    """mkstemp makes 0600 files; a checkpoint must be readable as any file of this user is (umask)."""
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "m.pt", MLP((8,)))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_failed_save_keeps_the_old_checkpoint_and_leaves_no_temp_file(

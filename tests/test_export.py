@@ -10,20 +10,20 @@ import onnx
 import pytest
 import torch
 
-from mnist_helpers import export
+from mnist_helpers import export, timing
 from mnist_helpers.checkpoints import save_checkpoint
 from mnist_helpers.cli import main
 from mnist_helpers.data import MNIST_MEAN, MNIST_STD
 from mnist_helpers.export import (
     check_parity,
     export_onnx,
-    median_seconds,
     onnx_logits,
     onnx_session,
 )
 from mnist_helpers.models import CNN, SimpleCNN
 from mnist_helpers.recipes import RECIPES
 from mnist_helpers.saving import TrainingRecord
+from mnist_helpers.timing import median_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,7 +145,7 @@ def test_median_seconds_is_the_median_of_the_timed_calls(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = iter([0.0, 1.0, 10.0, 13.0, 20.0, 30.0])  # calls of 1, 3 and 10 seconds
-    monkeypatch.setattr(export.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
     calls = []
     assert median_seconds(lambda: calls.append(1), repeats=3, warmup=2) == 3.0
     assert len(calls) == 5

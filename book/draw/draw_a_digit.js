@@ -200,6 +200,8 @@
   const top3 = document.getElementById("digit-top3");
   const preview = document.getElementById("digit-preview");
   const status = document.getElementById("digit-status");
+  // The page's own words (data-* attributes of the status line), so a translated page needs no other script.
+  const message = (key, english) => status.dataset[key] || english;
   const pen = canvas.getContext("2d", { willReadFrequently: true });
 
   function clearCanvas() {
@@ -267,7 +269,7 @@
     try {
       while (dirty) { dirty = false; await update(); }
     } catch (error) {
-      status.textContent = `The model could not run: ${error.message}`;
+      status.textContent = `${message("failed", "The model could not run:")} ${error.message}`;
       throw error;
     } finally {
       running = false;
@@ -320,7 +322,10 @@
   clearCanvas();
   showNothing();
   loadModel().then(
-    () => { status.textContent = "Ready: draw a digit in the box."; },
-    (error) => { status.textContent = `The model could not be loaded: ${error.message}`; console.error(error); },
+    () => { status.textContent = message("ready", "Ready: draw a digit in the box."); },
+    (error) => {
+      status.textContent = `${message("unloaded", "The model could not be loaded:")} ${error.message}`;
+      console.error(error);
+    },
   );
 })();

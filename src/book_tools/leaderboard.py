@@ -26,9 +26,9 @@ from book_tools.results import load_result, machine_info, save_result
 from mnist_helpers.data import MNISTSplits, load_mnist_splits
 from mnist_helpers.devices import pick_device
 from mnist_helpers.evaluation import collect_predictions
-from mnist_helpers.export import median_seconds
 from mnist_helpers.models import count_parameters
 from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe
+from mnist_helpers.timing import median_seconds
 
 BOARD = (
     "mlp",

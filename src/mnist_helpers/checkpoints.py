@@ -9,9 +9,7 @@ instead of being unpickled. Saves are atomic so a crash mid-write never destroys
 from __future__ import annotations
 
 import inspect
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mnist_helpers.atomic import atomic_write
 from mnist_helpers.fingerprint import library_fingerprint
 from mnist_helpers.models import MODEL_REGISTRY
 
@@ -77,18 +76,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, **metadata: Any) -> Path
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": _plain(metadata, "metadata"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda file: torch.save(payload, file))
 
 
 def _expected_name(expected: str | type[nn.Module]) -> str:
@@ -101,12 +89,58 @@ def _expected_name(expected: str | type[nn.Module]) -> str:
     )
 
 
+# What a file that is not a checkpoint usually is, known from its first bytes (the "magic number").
+_NOT_A_CHECKPOINT = (
+    (
+        b"version https://git-lfs",
+        "a Git LFS pointer, not the file itself: run `git lfs pull`",
+    ),
+    (
+        b"\x1f\x8b",
+        "gzip-compressed: unpack it first (gunzip), then load the file inside",
+    ),
+    (b"\x89PNG", "a PNG image, not a checkpoint"),
+    (b"\xff\xd8\xff", "a JPEG image, not a checkpoint"),
+    (
+        b"<!DOCTYPE",
+        "a web page (HTML), not a checkpoint: the download saved an error or login page",
+    ),
+    (
+        b"<html",
+        "a web page (HTML), not a checkpoint: the download saved an error or login page",
+    ),
+    (
+        b"\x08",
+        "probably an ONNX model (chapter 12's export): open it with onnxruntime, not torch.load",
+    ),
+)
+
+
+def _foreign_format(head: bytes) -> str | None:
+    """What a file that is not a checkpoint at all is, from its first bytes; None if it may be one."""
+    if not head:
+        return "empty (0 bytes): an interrupted download or save; save or download it again"
+    return next(
+        (meaning for magic, meaning in _NOT_A_CHECKPOINT if head.startswith(magic)),
+        None,
+    )
+
+
 def _read(path: Path) -> Any:
     """The checkpoint's data, read onto the CPU (the model moves to its device once it is built)."""
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {path}: check the path, or train and save the model first"
         )
+    try:
+        with path.open("rb") as file:
+            head = file.read(64)
+    except PermissionError as err:
+        raise CheckpointError(
+            f"cannot read {path}: permission denied; check the file's owner and mode (ls -l)"
+        ) from err
+    if foreign := _foreign_format(head):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: it is {foreign}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (
@@ -119,8 +153,13 @@ def _read(path: Path) -> Any:
                 f"refused: not a weights-only checkpoint: {path} contains Python objects that could run code "
                 "when loaded, so it was not loaded. Only load such a file if you fully trust its source."
             ) from err
+        damage = (
+            "a PyTorch file cut short or damaged (truncated?)"
+            if head.startswith(b"PK\x03\x04")
+            else "its first bytes match no known format (corrupt?)"
+        )
         raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}"
+            f"{path} is not a readable PyTorch checkpoint: {damage}; save or download it again"
         ) from err
 
 

@@ -73,10 +73,20 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def isa_limited_to_avx2() -> bool:
+    """Whether this process is limited to AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2`` for PyTorch's own
+    kernels and ``ONEDNN_MAX_CPU_ISA=AVX2`` for oneDNN's): the way the book models an AVX2-only CPU."""
+    return (
+        os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2"
+        and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2"
+    )
+
+
 def cpu_has_bf16_instructions() -> bool:
-    """Whether the CPU computes bfloat16 in hardware (Linux flags AVX512-BF16 or AMX-BF16)."""
+    """Whether this process can compute bfloat16 in hardware: the CPU has AVX512-BF16 or AMX-BF16
+    (Linux flags) and no AVX2 limit forbids their kernels, as it does on the CPU it models."""
     flags = set(_cpuinfo().split())
-    return any(flag in flags for flag in CPU_BF16_FLAGS)
+    return any(flag in flags for flag in CPU_BF16_FLAGS) and not isa_limited_to_avx2()
 
 
 def native_bf16(device: str | torch.device) -> bool:
@@ -106,8 +116,6 @@ def cpu_class() -> str:
         native = "avx2"
     else:
         return platform.machine() or "unknown"
-    limited = (
-        os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2"
-        and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2"
+    return (
+        "avx2 (ISA-limited)" if isa_limited_to_avx2() and native != "avx2" else native
     )
-    return "avx2 (ISA-limited)" if limited and native != "avx2" else native

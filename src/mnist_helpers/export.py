@@ -14,10 +14,7 @@ standard deviation. The graph does the exact arithmetic of :func:`mnist_helpers.
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import onnxruntime
 import torch
 from torch import Tensor, nn
 
+from mnist_helpers.atomic import atomic_write
 from mnist_helpers.data import normalize
 from mnist_helpers.devices import model_device
 
@@ -71,35 +69,25 @@ def export_onnx(
     )  # leave the caller's model alone
     wrapped = WithNormalization(model, mean, std).eval()
     example = torch.zeros(2, 1, 28, 28)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        program = torch.onnx.export(
-            wrapped,
-            (example,),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-        )
-        proto = program.model_proto
-        for node in (
-            proto.graph.node
-        ):  # the exporter's debugging notes: stack traces with this machine's paths
-            del node.metadata_props[:]
-        for key, value in (metadata or {}).items():
-            proto.metadata_props.add(key=key, value=str(value))
-        onnx.checker.check_model(proto)
-        onnx.save_model(proto, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    program = torch.onnx.export(
+        wrapped,
+        (example,),
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+    )
+    proto = program.model_proto
+    for node in (
+        proto.graph.node
+    ):  # the exporter's debugging notes: stack traces with this machine's paths
+        del node.metadata_props[:]
+    for key, value in (metadata or {}).items():
+        proto.metadata_props.add(key=key, value=str(value))
+    onnx.checker.check_model(proto)
+    return atomic_write(path, lambda file: file.write(proto.SerializeToString()))
 
 
 def onnx_session(path: str | Path) -> onnxruntime.InferenceSession:
@@ -186,21 +174,3 @@ def check_parity(
         same_predictions=int((eager.argmax(1) == exported.argmax(1)).sum()),
         max_abs_logit_diff=float(np.abs(eager - exported).max()),
     )
-
-
-def median_seconds(
-    run: Callable[[], object], repeats: int = 20, warmup: int = 3
-) -> float:
-    """Median wall-clock time of ``run()`` over ``repeats`` calls, after ``warmup`` untimed calls.
-
-    The median rather than the mean: one call delayed by another process on a shared machine should not
-    move the figure.
-    """
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
