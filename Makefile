@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: book check setup lab
+.PHONY: book check setup lab lab-zh-hans lab-zh-hant
 
 book: setup
 	python -m book_tools.editions build
@@ -18,6 +18,13 @@ check: setup
 
 lab: setup
 	jupyter lab book/
+
+# The Chinese chapters (简体中文, 繁體中文): the same code, translated prose.
+lab-zh-hans: setup
+	jupyter lab zh-hans/book/
+
+lab-zh-hant: setup
+	jupyter lab zh-hant/book/
 
 setup:
 	.ci/setup

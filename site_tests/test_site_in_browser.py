@@ -206,12 +206,18 @@ return text;
 
 
 # The prose blocks of the article (paragraphs, list items, table cells, headings, admonition titles),
-# each without its code, maths and outputs: what a translation must have translated.
+# each without its code, maths and outputs: what a translation must have translated. A table column
+# headed 英文… (English …, the glossary's terms) holds English by design.
 PROSE_BLOCKS = """
+const englishColumn = (td) => {
+  const header = td.closest("table")?.querySelectorAll("thead th")[td.cellIndex];
+  return Boolean(header && header.textContent.includes("英文"));
+};
 const blocks = "p, li, td, th, h1, h2, h3, h4, h5, h6, dt, dd, figcaption, caption";
 const outside = ".cell_output, .output, div.highlight, pre, .language-links, .header-article-items, nav";
 return [...document.querySelectorAll(`article ${blocks.split(", ").join(", article ")}`)]
   .filter((el) => !el.closest(outside))
+  .filter((el) => !(el.closest("td") && englishColumn(el.closest("td"))))
   .map((el) => {
     const copy = el.cloneNode(true);
     copy.querySelectorAll("code, pre, mjx-container, .math, script, style").forEach((n) => n.remove());

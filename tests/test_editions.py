@@ -32,6 +32,13 @@ def test_every_override_changes_what_opencc_alone_gives() -> None:
         )
 
 
+def test_text_marked_keep_is_not_converted() -> None:
+    text = "d2l-zh 写作<!--keep-->“汇聚”<!--/keep-->，数据"
+    assert editions.to_traditional(text, corrections=[("汇聚", "池化")]) == (
+        "d2l-zh 寫作<!--keep-->“汇聚”<!--/keep-->，資料"
+    )
+
+
 def test_the_glossary_columns_keep_their_script() -> None:
     table = "| 英文术语 | 简体 | 繁體 | 含义 |\n|---|---|---|---|\n| Batch | 批量 | 批次 | 一组图像 |\n\n一组"
     assert editions.to_traditional(table, corrections=[]).splitlines() == [

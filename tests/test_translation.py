@@ -89,6 +89,13 @@ def test_a_lost_glue_role_is_a_problem(book: Path) -> None:
     assert "cell 0: glue or references differ" in problem and "acc:.2f" in problem
 
 
+def test_a_line_break_inside_a_chinese_sentence_is_a_problem(book: Path) -> None:
+    work = translate(translation.extract(book / "01_demo.ipynb"))
+    written = translation.apply(work.replace("准确率是", "准确\n率是"))
+    [problem] = translation.problems(written)
+    assert "cell 0: a line break between Chinese characters" in problem
+
+
 def test_new_english_outputs_make_it_stale_until_synced(book: Path) -> None:
     written = translation.apply(translate(translation.extract(book / "01_demo.ipynb")))
     nb = nbformat.read(book / "01_demo.ipynb", as_version=4)

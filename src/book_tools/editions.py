@@ -36,9 +36,12 @@ SIMPLIFIED_ROOT = REPO / "zh-hans"
 TRADITIONAL_ROOT = REPO / "zh-hant"
 OVERRIDES = TRADITIONAL_ROOT / "overrides.tsv"
 SITE = REPO / "_build" / "html"
+# The book's own files among the site's static files (html_static_path in _config.yml).
+OWN_STATIC = (REPO / "book" / "_static", REPO / "book" / "draw")
 # Each Chinese edition is built on its own and copied under the English site, at the same page paths.
 CHINESE_EDITIONS = ("zh-hans", "zh-hant")
 GENERATED_NOTE = "# Generated from zh-hans/_config.yml by `python -m book_tools.editions generate`: do not edit.\n"
+_KEEP = re.compile("(<!--keep-->.*?<!--/keep-->)")
 # A glossary table's columns that hold data in a fixed script, never converted.
 _KEPT_COLUMNS = ("简体", "繁體")
 
@@ -90,7 +93,18 @@ def to_traditional(
 
 
 def _convert(text: str, corrections: Sequence[tuple[str, str]]) -> str:
-    """OpenCC with the corrections put in first, behind private-use placeholders OpenCC leaves alone."""
+    """OpenCC with the corrections put in first, behind private-use placeholders OpenCC leaves alone.
+
+    Text between ``<!--keep-->`` and ``<!--/keep-->`` (HTML comments: invisible in both editions) is
+    left as written: a word quoted *as* a word, such as the glossary's "d2l-zh writes 汇聚 where
+    others write 池化", must not become the Taiwanese term.
+    """
+    parts = _KEEP.split(text)
+    if len(parts) > 1:
+        return "".join(
+            part if index % 2 else _convert(part, corrections)
+            for index, part in enumerate(parts)
+        )
     for number, (simplified, _) in enumerate(corrections):
         text = text.replace(simplified, f"\ue000{number}\ue001")
     converted = _converter().convert(text)
@@ -116,8 +130,9 @@ def traditional_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def _traditional_config(text: str) -> str:
-    config = yaml.safe_load(text)
-    config["title"] = to_traditional(config["title"])
+    config = yaml.safe_load(
+        to_traditional(text)
+    )  # the title and labels; paths and keys are ASCII
     config["repository"]["path_to_book"] = "zh-hant"
     sphinx_config = config["sphinx"]["config"]
     sphinx_config["language"] = "zh_TW"
@@ -177,14 +192,27 @@ def stale_traditional() -> list[str]:
 
 
 def build(sphinx_flags: Sequence[str]) -> None:
-    """Build English at ``_build/html`` and each Chinese edition at ``_build/html/<edition>/``."""
+    """Build English at ``_build/html`` and each Chinese edition at ``_build/html/<edition>/``.
+
+    The book's own static files are copied over each site's afterwards: Sphinx 7.4 neither overwrites a
+    static file that is already there nor copies any when no page changed, so an edited stylesheet or
+    script would otherwise keep its old copy.
+    """
     generate()
     _jupyter_book(REPO, sphinx_flags)
+    _refresh_own_static_files(SITE)
     for edition in CHINESE_EDITIONS:
         output = REPO / "_build" / "editions" / edition
         _jupyter_book(REPO / edition, [*sphinx_flags, "--path-output", str(output)])
+        _refresh_own_static_files(output / "_build" / "html")
         shutil.rmtree(SITE / edition, ignore_errors=True)
         shutil.copytree(output / "_build" / "html", SITE / edition)
+
+
+def _refresh_own_static_files(site: Path) -> None:
+    for folder in OWN_STATIC:
+        for source in folder.iterdir():
+            shutil.copy2(source, site / "_static" / source.name)
 
 
 def _jupyter_book(root: Path, flags: Sequence[str]) -> None:

@@ -47,6 +47,9 @@ _MARKER = re.compile(
 )
 _PAGE_RECORD = re.compile(r"^% translation of (\S+) sha256=([0-9a-f]{64})\n")
 _SOURCE_LINE = re.compile(r"^%%%% source (\S+)$")
+# A line break between two Chinese characters: browsers show it as a space, which Chinese text never has.
+_CJK = "[\u3000-\u303f\u3400-\u9fff\uff00-\uffef“”‘’—…]"
+_CJK_LINE_BREAK = re.compile(f"{_CJK}\n[ \t]*{_CJK}")
 # What a translation must carry over unchanged: glued values, cross-reference targets and labels.
 _KEPT_TOKENS = re.compile(
     r"\{glue(?::\w*)?\}`[^`]+`|\{(?:doc|ref|numref)\}`(?:[^`<]*<)?([^`>]+)>?`|^\(([\w-]+)\)=",
@@ -127,9 +130,12 @@ def extract(english: Path, from_translation: bool = False) -> str:
             lines.append(
                 f"%%%% cell {index} markdown sha256={text_sha256(cell.source)}"
             )
+            lines.append(shown_cell.source.rstrip())
         else:
             lines.append(f"%%%% cell {index} {cell.cell_type}")
-        lines.append(shown_cell.source.rstrip())
+            # Translated comments survive only while the program is the English one.
+            same = cell.cell_type != "code" or same_code(shown_cell.source, cell.source)
+            lines.append((shown_cell if same else cell).source.rstrip())
     return "\n".join(lines) + "\n"
 
 
@@ -294,6 +300,11 @@ def problems(translated: Path) -> list[str]:
                 found.append(
                     f"{where}: glue or references differ from the English cell's: {lost}"
                 )
+            elif match := _CJK_LINE_BREAK.search(cell.source):
+                found.append(
+                    f"{where}: a line break between Chinese characters shows as a space: "
+                    f"{match[0]!r}"
+                )
         elif cell.cell_type == "code":
             if not same_code(cell.source, source.source):
                 found.append(f"{where}: code differs from the English chapter's")
@@ -319,6 +330,11 @@ def _page_problems(translated: Path, english_file: Path) -> list[str]:
         )
         return [
             f"{translated.name}: glue or references differ from the English page's: {lost}"
+        ]
+    if match := _CJK_LINE_BREAK.search(translated.read_text(encoding="utf-8")):
+        return [
+            f"{translated.name}: a line break between Chinese characters shows as a space: "
+            f"{match[0]!r}"
         ]
     return []
 
