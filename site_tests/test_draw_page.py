@@ -173,6 +173,17 @@ def page(site_url: str, browser: WebDriver) -> Iterator[WebDriver]:
     assert not console_errors(browser.get_log("browser"))
 
 
+def page_probabilities(driver: WebDriver, pixels: np.ndarray) -> np.ndarray:
+    """The page's own ``mnistPredict`` on 0..1 images (N, 28, 28); an error's text if it failed."""
+    return np.asarray(
+        driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "Promise.all(arguments[0].map((p) => window.mnistPredict(p))).then(done, (e) => done(String(e)));",
+            pixels.reshape(len(pixels), -1).tolist(),
+        )
+    )
+
+
 def python_probabilities(pixels: np.ndarray) -> np.ndarray:
     """Softmax of onnxruntime's logits in Python, for 0..1 images (N, 28, 28), the page's scale."""
     logits = onnx_logits(
@@ -263,13 +274,7 @@ def test_mnist_predict_matches_onnxruntime_in_python(
 ) -> None:
     images, _ = mnist_tensors(train=False, limit=PREDICTED)
     pixels = images[:, 0].numpy().astype(np.float64) / 255
-    in_page = np.asarray(
-        page.execute_async_script(
-            "const done = arguments[arguments.length - 1];"
-            "Promise.all(arguments[0].map((p) => window.mnistPredict(p))).then(done, (e) => done(String(e)));",
-            pixels.reshape(len(pixels), -1).tolist(),
-        )
-    )
+    in_page = page_probabilities(page, pixels)
     assert in_page.shape == (PREDICTED, 10), f"mnistPredict did not answer: {in_page}"
     difference = float(np.abs(in_page - python_probabilities(pixels)).max())
     report["mnistPredict_images"] = PREDICTED
@@ -359,13 +364,7 @@ def test_the_page_works_in_each_chinese_edition(
     browser.get(site_url + edition + PAGE)
     images, _ = mnist_tensors(train=False, limit=20)
     pixels = images[:, 0].numpy().astype(np.float64) / 255
-    in_page = np.asarray(
-        browser.execute_async_script(
-            "const done = arguments[arguments.length - 1];"
-            "Promise.all(arguments[0].map((p) => window.mnistPredict(p))).then(done, (e) => done(String(e)));",
-            pixels.reshape(len(pixels), -1).tolist(),
-        )
-    )
+    in_page = page_probabilities(browser, pixels)
     assert in_page.shape == (len(pixels), 10), f"mnistPredict did not answer: {in_page}"
     assert np.abs(in_page - python_probabilities(pixels)).max() <= PROBABILITY_TOLERANCE
     status = browser.find_element(By.ID, "digit-status")

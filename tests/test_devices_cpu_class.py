@@ -7,6 +7,17 @@ import pytest
 import mnist_helpers.devices as devices
 
 
+def _pretend_machine(
+    monkeypatch: pytest.MonkeyPatch, flags: str, env: dict[str, str]
+) -> None:
+    """This process as if on a CPU with ``flags`` and with exactly the ISA limits in ``env``."""
+    monkeypatch.setattr(devices, "_cpuinfo", lambda: f"flags\t\t: {flags}\n")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.mark.parametrize(
     ("flags", "env", "expected"),
     [
@@ -28,11 +39,7 @@ import mnist_helpers.devices as devices
 def test_cpu_class(
     monkeypatch: pytest.MonkeyPatch, flags: str, env: dict[str, str], expected: str
 ) -> None:
-    monkeypatch.setattr(devices, "_cpuinfo", lambda: f"flags\t\t: {flags}\n")
-    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    _pretend_machine(monkeypatch, flags, env)
     assert devices.cpu_class() == expected
 
 
@@ -53,9 +60,5 @@ def test_cpu_class(
 def test_native_bf16_respects_an_isa_limit(
     monkeypatch: pytest.MonkeyPatch, flags: str, env: dict[str, str], expected: bool
 ) -> None:
-    monkeypatch.setattr(devices, "_cpuinfo", lambda: f"flags\t\t: {flags}\n")
-    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    _pretend_machine(monkeypatch, flags, env)
     assert devices.native_bf16("cpu") is expected

@@ -242,9 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "generate", help="write zh-hant/ from zh-hans/ with OpenCC s2twp"
     )
     commands.add_parser("check", help="exit 1 if zh-hant/ is not what generate writes")
-    build_cmd = commands.add_parser(
-        "build", help="generate, then build the three editions"
-    )
+    commands.add_parser("build", help="generate, then build the three editions")
     args, sphinx_flags = parser.parse_known_args(argv)
     if args.command == "generate":
         for path in generate():
@@ -257,7 +255,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print("zh-hant/ is exactly the conversion of zh-hans/.")
     else:
-        del build_cmd
         try:
             build(sphinx_flags)
         except subprocess.CalledProcessError as error:

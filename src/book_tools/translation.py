@@ -295,16 +295,8 @@ def problems(translated: Path) -> list[str]:
                 found.append(f"{where}: not translated (no translation record)")
             elif recorded != text_sha256(source.source):
                 found.append(f"{where}: the English cell changed after its translation")
-            elif kept_tokens(cell.source) != kept_tokens(source.source):
-                lost = sorted(kept_tokens(source.source) ^ kept_tokens(cell.source))
-                found.append(
-                    f"{where}: glue or references differ from the English cell's: {lost}"
-                )
-            elif match := _CJK_LINE_BREAK.search(cell.source):
-                found.append(
-                    f"{where}: a line break between Chinese characters shows as a space: "
-                    f"{match[0]!r}"
-                )
+            else:
+                found += _prose_problems(where, cell.source, source.source)
         elif cell.cell_type == "code":
             if not same_code(cell.source, source.source):
                 found.append(f"{where}: code differs from the English chapter's")
@@ -318,22 +310,24 @@ def problems(translated: Path) -> list[str]:
 
 
 def _page_problems(translated: Path, english_file: Path) -> list[str]:
-    record = _PAGE_RECORD.match(translated.read_text(encoding="utf-8"))
+    text = translated.read_text(encoding="utf-8")
+    record = _PAGE_RECORD.match(text)
     if record is None:
         return [f"{translated.name}: no '% translation of ... sha256=...' first line"]
     english = english_file.read_text(encoding="utf-8")
     if record.group(2) != text_sha256(english):
         return [f"{translated.name}: the English page changed after its translation"]
-    if kept_tokens(translated.read_text(encoding="utf-8")) != kept_tokens(english):
-        lost = sorted(
-            kept_tokens(english) ^ kept_tokens(translated.read_text(encoding="utf-8"))
-        )
+    return _prose_problems(translated.name, text, english)
+
+
+def _prose_problems(where: str, text: str, english: str) -> list[str]:
+    """What a translation lost of its English text, or a line break that Chinese text must not have."""
+    if kept_tokens(text) != kept_tokens(english):
+        lost = sorted(kept_tokens(english) ^ kept_tokens(text))
+        return [f"{where}: glue or references differ from the English text's: {lost}"]
+    if match := _CJK_LINE_BREAK.search(text):
         return [
-            f"{translated.name}: glue or references differ from the English page's: {lost}"
-        ]
-    if match := _CJK_LINE_BREAK.search(translated.read_text(encoding="utf-8")):
-        return [
-            f"{translated.name}: a line break between Chinese characters shows as a space: "
+            f"{where}: a line break between Chinese characters shows as a space: "
             f"{match[0]!r}"
         ]
     return []
