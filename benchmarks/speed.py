@@ -21,9 +21,9 @@ from book_tools.ladder import (
     RUNG_NAMES,
     TARGET,
     run_benchmark,
-    summary,
 )
 from book_tools.results import file_safe, save_result
+from mnist_helpers.results import speed_summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         f"\n{machine['device_name']} ({machine['device']}), {machine['usable_cpu_cores']} usable CPU cores, "
         f"{machine['torch_threads']} torch threads, native bf16: {machine['native_bf16']}, torch {machine['torch']}"
     )
-    for row in summary(result):
+    for row in speed_summary(result):
         line = f"{row['rung']:14s}"
         if "images_per_s" in row:
             line += (

@@ -162,7 +162,7 @@ def test_2_a_diverged_run_exits_1_and_keeps_the_good_checkpoint(
     assert (
         untrained_checkpoint.read_bytes() == good and "checkpoint written" not in stdout
     )
-    assert list(tmp_path.glob("*.previous.pt")) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.pt"]
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_2_retraining_to_an_existing_path_says_so_and_keeps_the_old_one(
     code, stdout, _ = run(
         capsys, "train", "--model", "mlp", "--out", str(untrained_checkpoint), *TINY
     )
-    previous = tmp_path / "mlp.previous.pt"
+    previous = tmp_path / "mlp.1.pt"
     assert (
         code == 0 and previous.read_bytes() == old and f"kept as {previous}" in stdout
     )
@@ -742,14 +742,14 @@ def test_11_export_keeps_an_existing_onnx_as_a_numbered_backup(
     monkeypatch.setattr(cli, "check_parity", lambda *_, **__: parity)
     out = tmp_path / "model.onnx"
     out.write_bytes(b"published model")
-    (tmp_path / "model.onnx.1").write_bytes(b"older backup")
+    (tmp_path / "model.1.onnx").write_bytes(b"older backup")
     code, stdout, _ = run(
         capsys, "export", "--checkpoint", str(untrained_checkpoint), "--out", str(out)
     )
-    backup = tmp_path / "model.onnx.2"
+    backup = tmp_path / "model.2.onnx"
     assert code == 0 and f"kept as {backup}" in stdout
     assert backup.read_bytes() == b"published model" and out.read_bytes() == b"new onnx"
-    assert (tmp_path / "model.onnx.1").read_bytes() == b"older backup"
+    assert (tmp_path / "model.1.onnx").read_bytes() == b"older backup"
 
 
 @pytest.mark.parametrize(

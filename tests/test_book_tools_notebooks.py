@@ -13,6 +13,7 @@ from book_tools.notebooks import (
     LIBRARY_CHANGED,
     RESULTS_CHANGED,
     STAMP_KEY,
+    TRAINING_CHANGED,
     code_sha256,
     execute_notebook,
     library_hashes,
@@ -21,6 +22,7 @@ from book_tools.notebooks import (
     result_hashes,
     stale_reasons,
 )
+from mnist_helpers.fingerprint import training_fingerprint
 
 
 def _write_notebook(path: Path, *code: str) -> Path:
@@ -79,12 +81,14 @@ def test_execute_stamps_the_run(executed: Path) -> None:
         "code_sha256",
         "library",
         "results",
+        "training",
         "torch",
         "device",
         "seconds",
         "executed",
     }
     assert stamp["results"] == {}  # its code names no benchmark results
+    assert stamp["training"] == []  # it trains nothing
     assert stamp["profile"] == "full"
     assert set(stamp["library"]) == {
         "mnist_helpers/__init__.py",
@@ -131,6 +135,53 @@ def test_smoke_stamp_fails_check(
     _stamp_by_hand(path, "smoke")
     assert main(["check", str(path)]) == 1
     assert "'smoke' profile" in capsys.readouterr().err
+
+
+_TRAINS_TWICE = """
+import sys
+from dataclasses import replace
+sys.path.insert(0, {tests!r})
+from conftest import make_toy_split
+from mnist_helpers.data import MNISTSplits
+from mnist_helpers.recipes import RECIPES
+from mnist_helpers.training_cache import fit_recipe_cached
+
+toy = replace(RECIPES["mlp"], model_config={{"hidden": (8,)}}, batch_size=32, epochs=1)
+splits = MNISTSplits(make_toy_split(64, 0), make_toy_split(32, 1), make_toy_split(32, 2))
+for _ in range(2):
+    fit_recipe_cached(toy, toy.build_model(), splits, device="cpu")
+"""
+
+
+def test_the_stamp_says_which_trainings_ran_and_which_were_reused(
+    tmp_path: Path,
+) -> None:
+    code = _TRAINS_TWICE.format(tests=str(Path(__file__).parent))
+    path = _write_notebook(tmp_path / "trains.ipynb", code)
+    assert execute_notebook(path) == []
+    nb = nbformat.read(path, as_version=4)
+    trainings = nb.metadata[STAMP_KEY]["training"]
+    assert [t["outcome"] for t in trainings] == ["trained", "reused"]
+    assert trainings[0]["key"] == trainings[1]["key"]
+    assert (tmp_path / "checkpoints" / "full" / "cache").is_dir()
+    assert stale_reasons(nb) == []
+
+
+def test_check_calls_a_training_fresh_only_under_its_code_fingerprint(
+    tmp_path: Path,
+) -> None:
+    path = _write_notebook(tmp_path / "chapter.ipynb", "1 + 1")
+    _stamp_by_hand(path, "full")
+    nb = nbformat.read(path, as_version=4)
+    reused = {"recipe": "cnn", "outcome": "reused", "profile": "full"}
+    nb.metadata[STAMP_KEY]["training"] = [{**reused, "code": training_fingerprint()}]
+    assert stale_reasons(nb) == []
+    nb.metadata[STAMP_KEY]["training"] = [{**reused, "code": "0" * 12}]
+    assert stale_reasons(nb) == [f"{TRAINING_CHANGED}: cnn (reused)"]
+    nb.metadata[STAMP_KEY]["training"] = [
+        {**reused, "code": training_fingerprint(), "profile": "smoke"}
+    ]
+    assert "another profile: cnn (smoke)" in stale_reasons(nb)[0]
 
 
 def test_check_names_every_stale_notebook(

@@ -54,9 +54,9 @@ def test_missing_checkpoint_names_the_path(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "absent.pt")
 
 
-def test_bare_state_dict_is_explained(tmp_path: Path) -> None:
+def test_a_state_dict_of_no_library_model_is_explained(tmp_path: Path) -> None:
     path = tmp_path / "state.pt"
-    torch.save(MLP((8,)).state_dict(), path)  # what chapter 4 writes
+    torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), path)  # someone else's model
     with pytest.raises(CheckpointError, match="bare state_dict") as info:
         load_checkpoint(path)
     assert "model.load_state_dict(torch.load(path, weights_only=True))" in str(
@@ -185,3 +185,78 @@ def test_compiled_wrappers_and_foreign_models(tmp_path: Path) -> None:
     assert isinstance(loaded, MLP)
     with pytest.raises(CheckpointError, match="torch.save\\(model.state_dict"):
         save_checkpoint(tmp_path / "lin.pt", torch.nn.Linear(2, 2))
+
+
+# plain state_dicts and stored normalization (issue 24) ---------------------------------------------
+
+
+def _same_outputs(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    return torch.equal(a.eval()(x), b.eval()(x))
+
+
+def test_a_plain_state_dict_matching_simplecnn_is_loaded_and_named(
+    tmp_path: Path,
+) -> None:
+    original = SimpleCNN()
+    path = tmp_path / "tutorial_e.pt"
+    torch.save(original.state_dict(), path)  # what a reader of tutorial E saved
+    model, metadata = load_checkpoint(path)
+    assert type(model) is SimpleCNN and _same_outputs(model, original)
+    assert (
+        "SimpleCNN(" in metadata["matched"] and "bare state_dict" in metadata["matched"]
+    )
+
+
+def test_the_tutorial_model_state_dict_wrapper_is_loaded(tmp_path: Path) -> None:
+    original = MLP((32, 16))  # hidden sizes read off the weights' shapes
+    path = tmp_path / "tutorial.pt"
+    torch.save(
+        {"epoch": 3, "model_state_dict": original.state_dict(), "loss": 0.1}, path
+    )
+    model, metadata = load_checkpoint(path)
+    assert type(model) is MLP and model.config["hidden"] == [32, 16]
+    assert _same_outputs(model, original) and "model_state_dict" in metadata["matched"]
+
+
+def test_a_ddp_prefixed_state_dict_is_matched(tmp_path: Path) -> None:
+    path = tmp_path / "ddp.pt"
+    torch.save({f"module.{k}": v for k, v in CNN().state_dict().items()}, path)
+    assert type(load_checkpoint(path)[0]) is CNN
+
+
+def test_a_matched_state_dict_still_honours_expected(tmp_path: Path) -> None:
+    path = tmp_path / "cnn.pt"
+    torch.save(CNN().state_dict(), path)
+    with pytest.raises(CheckpointError, match="SimpleCNN was expected"):
+        load_checkpoint(path, expected="simplecnn")
+
+
+@pytest.mark.parametrize(
+    "normalization",
+    [
+        {"mean": 0.1307, "std": 0.0},
+        {"mean": float("nan"), "std": 0.3},
+        {"mean": 0.1, "std": -0.3},
+        {"mean": "a", "std": 1},
+        [0.1, 0.3],
+    ],
+    ids=["std-zero", "mean-nan", "std-negative", "not-a-number", "not-a-dict"],
+)
+def test_an_invalid_stored_normalization_is_refused(
+    tmp_path: Path, normalization
+) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", MLP((8,)), normalization=normalization)
+    with pytest.raises(CheckpointError, match="normalization .* is invalid .*std > 0"):
+        load_checkpoint(path)
+
+
+def test_a_missing_device_is_said_in_plain_words(tmp_path: Path, monkeypatch) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", MLP((8,)))
+
+    def no_gpu(self, *args, **kwargs):
+        raise RuntimeError("Found no NVIDIA driver on your system.\nmore text")
+
+    monkeypatch.setattr(torch.nn.Module, "to", no_gpu)
+    with pytest.raises(CheckpointError, match="no such device .*--device cpu"):
+        load_checkpoint(path, map_location="cuda")

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from mnist_helpers.checkpoints import load_checkpoint
+from mnist_helpers.checkpoints import load_checkpoint, save_checkpoint
 from mnist_helpers.cli import _normalization, main
 from mnist_helpers.data import MNISTDataError
 from mnist_helpers.models import MLP, BatchNormMLP
@@ -294,7 +294,10 @@ def test_normalization_comes_from_the_checkpoint_or_the_chapter_recipe():
             "junk.pt",
         ),
         (
-            lambda p: (torch.save(MLP().state_dict(), p / "bare.pt"), p / "bare.pt")[1],
+            lambda p: (
+                torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), p / "bare.pt"),
+                p / "bare.pt",
+            )[1],
             "bare state_dict",
         ),
     ],
@@ -401,3 +404,36 @@ def test_python_dash_m_and_the_installed_script(tmp_path):
             [str(script), "--help"], capture_output=True, text=True, timeout=120
         )
         assert result.returncode == 0 and "predict" in result.stdout
+
+
+def test_predict_says_what_it_sees_instead_of_guessing_two_digits(tmp_path, capsys):
+    from test_inference import photo
+
+    checkpoint = save_checkpoint(tmp_path / "m.pt", MLP((8,)))
+    two = np.minimum(
+        photo(400, 200, box=(0.1, 0.2, 0.35, 0.8)),
+        photo(400, 200, box=(0.6, 0.2, 0.85, 0.8), shape="4"),
+    )
+    Image.fromarray(two).save(tmp_path / "two.png")
+    code, _, stderr = run(
+        capsys, "predict", "--checkpoint", str(checkpoint), str(tmp_path / "two.png")
+    )
+    assert (
+        code == 1
+        and "I see 2 marks side by side" in stderr
+        and "Traceback" not in stderr
+    )
+
+
+def test_a_tutorial_state_dict_is_used_and_the_match_said(tmp_path, capsys):
+    torch.save(MLP((8,)).state_dict(), tmp_path / "tutorial.pt")
+    image = write_digit(tmp_path / "d.png", "7")
+    code, stdout, stderr = run(
+        capsys, "predict", "--checkpoint", str(tmp_path / "tutorial.pt"), str(image)
+    )
+    assert (
+        code == 0
+        and "note:" in stderr
+        and "MLP(hidden=[8])" in stderr
+        and "d.png" in stdout
+    )

@@ -248,8 +248,8 @@ def test_a_reader_closing_the_pipe_early_is_not_an_error(tmp_path, checkpoint):
     "command, needles",
     [
         ("predict", ["every field quoted", "leading '", "escaped"]),
-        ("export", ["model.onnx.1"]),
-        ("train", ["SIGTERM", "143"]),
+        ("export", ["model.1.onnx"]),
+        ("train", ["SIGTERM", "143", "--replace-worse", "<name>.1.pt", "read-only"]),
     ],
 )
 def test_help_documents_the_safeguards(capsys, command, needles):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import socket
@@ -255,3 +256,89 @@ def test_splits_for_uses_the_run_budget(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv(PROFILE_ENV, "smoke")
     splits = splits_for("06_cnn", val_fraction=0.25)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (3000, 1000, 2000)
+
+
+# folder mistakes, named with the exact fix (issue 24) ----------------------------------------------
+
+
+def _dummy_raw_files(folder: Path, suffix: str = "") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in MNIST_FILES:
+        (folder / f"{name}{suffix}").write_bytes(b"x")
+
+
+@pytest.mark.parametrize("level", ["MNIST/raw", "MNIST"])
+def test_pointing_inside_the_mnist_folders_names_the_right_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    _dummy_raw_files(tmp_path / "MNIST" / "raw")
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / level))
+    with pytest.raises(MNISTDataError) as info:
+        load_mnist(train=True)
+    message = str(info.value)
+    assert "\n" not in message and f"set MNIST_DATA_DIR={tmp_path}" in message
+    assert not (tmp_path / level / "MNIST").exists()  # no empty tree created inside it
+
+
+def test_a_data_dir_that_does_not_exist_is_named_and_not_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "typo"))
+    with pytest.raises(MNISTDataError, match="typo: no such folder"):
+        load_mnist(train=False)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_failed_download_leaves_no_empty_folders_and_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(self: MNIST) -> None:
+        Path(self.raw_folder).mkdir(parents=True)
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried http://a\nTried http://b"
+        )
+
+    monkeypatch.setattr(MNIST, "download", offline)
+    with pytest.raises(MNISTDataError) as info:
+        load_mnist(train=True, root=tmp_path / "new")
+    assert "\n" not in str(info.value) and "Error downloading" in str(info.value)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_damaged_gz_file_is_named(tmp_path: Path) -> None:
+    _dummy_raw_files(tmp_path / "MNIST" / "raw", ".gz")
+    with pytest.raises(MNISTDataError, match=r"\.gz is not a complete gzip file"):
+        load_mnist(train=False, root=tmp_path, download=False)
+
+
+@needs_mnist
+def test_gz_only_files_are_unpacked_and_used(tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES:
+        source = (REAL_ROOT / "MNIST" / "raw" / name).read_bytes()
+        (raw / f"{name}.gz").write_bytes(gzip.compress(source, compresslevel=1))
+    dataset = load_mnist(train=False, root=tmp_path, download=False)
+    assert len(dataset) == 10_000 and all(
+        (raw / name).is_file() for name in MNIST_FILES
+    )
+
+
+@needs_mnist
+def test_swapped_train_and_test_files_are_named_by_their_hashes(
+    copied_root: Path,
+) -> None:
+    raw = copied_root / "MNIST" / "raw"
+    for mine, theirs in (
+        ("train-labels", "t10k-labels"),
+        ("t10k-labels", "train-labels"),
+    ):
+        (raw / f"{mine}-idx1-ubyte").unlink()
+        (raw / f"{mine}-idx1-ubyte").symlink_to(
+            REAL_ROOT / "MNIST" / "raw" / f"{theirs}-idx1-ubyte"
+        )
+    with pytest.raises(MNISTDataError) as info:
+        verify_mnist(copied_root)
+    message = str(info.value)
+    assert "holds the contents of t10k-labels-idx1-ubyte" in message
+    assert "swapped" in message and "Delete" not in message

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,7 @@ def test_uneven_split_is_padded_to_equal_batches_per_rank() -> None:
 
 _STEP_WORKER = """
 import sys, torch
+from dataclasses import replace
 from mnist_helpers.data import MNISTSplits, TensorSplit
 from mnist_helpers.distributed import ShardedSplit, process_group, wrap_model
 from mnist_helpers.recipes import RECIPES, fit_recipe
@@ -159,7 +161,8 @@ train, val = TensorSplit(*data["train"]), TensorSplit(*data["val"])
 with process_group("cpu") as world:
     model = RECIPES["mlp"].build_model()
     splits = MNISTSplits(ShardedSplit(train, world), val, val)
-    fit_recipe(RECIPES["mlp"], wrap_model(model, world), splits, device="cpu", epochs=1, batch_size=64)
+    one_step = replace(RECIPES["mlp"], epochs=1, batch_size=64)
+    fit_recipe(one_step, wrap_model(model, world), splits, device="cpu")
     torch.save(model.state_dict(), f"{out}/rank{world.rank}.pt")
 """
 
@@ -185,12 +188,10 @@ def test_two_ranks_take_the_same_step_as_one_process(
     single = RECIPES["mlp"].build_model()
     initial = {name: value.clone() for name, value in single.state_dict().items()}
     fit_recipe(
-        RECIPES["mlp"],
+        replace(RECIPES["mlp"], epochs=1, batch_size=64),
         single,
         MNISTSplits(train, val, val),
         device="cpu",
-        epochs=1,
-        batch_size=64,
     )
     for name, value in single.state_dict().items():
         assert not torch.equal(value, initial[name])  # one step was taken...

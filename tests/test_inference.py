@@ -15,6 +15,7 @@ from mnist_helpers.inference import (
     MNIST_STD,
     NoInkError,
     Prediction,
+    SeveralMarksError,
     UnreadableImageError,
     centre_of_mass,
     predict,
@@ -421,3 +422,65 @@ def test_strokes_thinner_than_mnist_are_thickened_and_thick_ones_left_alone():
     assert relative_width(40) == pytest.approx(
         40 / 296, rel=0.25
     )  # a marker keeps its width
+
+
+# photos people actually take (issue 24) ------------------------------------------------------------
+
+
+def test_a_white_sheet_on_a_dark_desk_reads_like_the_digit_on_paper():
+    on_paper = photo(200, 200, box=(0.35, 0.3, 0.65, 0.7), paper=225, ink=40)
+    desk = np.full((300, 340), 45, dtype=np.uint8)  # dark wood all round the sheet
+    desk[50:250, 70:270] = on_paper
+    steps = preprocess_steps(desk)
+    assert steps["grayscale"].shape[0] <= 200  # the sheet, cut from the desk
+    assert correlation(steps["centred"], preprocess_steps(on_paper)["centred"]) > 0.9
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["ruled", "squared"])
+def test_printed_lines_of_ruled_and_squared_paper_are_removed(squared):
+    clean = photo(300, 240, box=(0.35, 0.25, 0.6, 0.75), paper=215, ink=35)
+    lined = clean.copy()
+    # faint printed lines under the ink, one pixel thick, every 24 px
+    lined[10::24, :] = np.minimum(lined[10::24, :], 150)
+    if squared:
+        lined[:, 7::24] = np.minimum(lined[:, 7::24], 150)
+    assert (
+        correlation(
+            preprocess_steps(lined)["centred"], preprocess_steps(clean)["centred"]
+        )
+        > 0.9
+    )
+
+
+def test_two_digits_side_by_side_are_named_not_guessed():
+    pixels = photo(400, 200, box=(0.1, 0.2, 0.35, 0.8), shape="7")
+    second = photo(400, 200, box=(0.6, 0.2, 0.85, 0.8), shape="4")
+    with pytest.raises(SeveralMarksError, match="I see 2 marks side by side"):
+        preprocess(np.minimum(pixels, second))
+
+
+def test_a_lone_dot_is_not_a_digit():
+    pixels = np.full((100, 100), 210, dtype=np.uint8)
+    pixels[48:51, 48:51] = 30  # a 3x3 dot
+    with pytest.raises(NoInkError, match="3x3 pixels, too small to be a digit"):
+        preprocess(pixels)
+
+
+def test_a_digit_with_a_broken_stroke_is_still_one_digit():
+    pixels = photo(300, 200, box=(0.3, 0.2, 0.6, 0.8), shape="4")
+    pixels[:, 150:152] = 185  # a gap of 2 px across the strokes
+    assert_mnist_like(preprocess(pixels))
+
+
+@pytest.mark.parametrize("kind", ["GIF", "TIFF"])
+def test_multi_frame_files_are_refused_with_how_to_pick_one(tmp_path, kind):
+    frames = [Image.fromarray(photo(shape=shape)) for shape in ("7", "0")]
+    path = tmp_path / f"two.{kind.lower()}"
+    frames[0].save(path, format=kind, save_all=True, append_images=frames[1:])
+    with pytest.raises(UnreadableImageError, match="holds 2 frames .*seek"):
+        preprocess(path)
+
+
+def test_a_single_frame_gif_is_read():
+    image = Image.fromarray(photo()).convert("P")
+    assert_mnist_like(preprocess(image))

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from book_tools import ladder
-from book_tools.results import load_result, save_result
+from book_tools.results import save_result
 from mnist_helpers.data import load_mnist_splits
 from mnist_helpers.models import SimpleCNN
+from mnist_helpers.results import SPEED_SCHEMA, load_result, speed_summary
 from mnist_helpers.tutorial_e import tutorial_e_loaders
 
 pytestmark = pytest.mark.needs_mnist
@@ -31,7 +32,7 @@ def quick_result() -> dict:
 def test_quick_result_records_machine_rungs_timings_and_runs(
     quick_result: dict,
 ) -> None:
-    assert quick_result["schema"] == ladder.SCHEMA and quick_result["quick"] is True
+    assert quick_result["schema"] == SPEED_SCHEMA and quick_result["quick"] is True
     assert {
         "device_name",
         "torch",
@@ -72,7 +73,7 @@ def test_quick_result_records_machine_rungs_timings_and_runs(
 
 
 def test_summary_speedups_are_relative_to_the_first_rung(quick_result: dict) -> None:
-    rows = ladder.summary(quick_result)
+    rows = speed_summary(quick_result)
     assert rows[0]["speedup_per_epoch"] == 1.0
     rates = [
         t["images_per_s"]
@@ -90,17 +91,17 @@ def test_summary_speedups_are_relative_to_the_first_rung(quick_result: dict) -> 
 
 def test_result_round_trips_through_json(quick_result: dict, tmp_path) -> None:
     path = save_result(quick_result, tmp_path / "results" / "speed_cpu.json")
-    assert load_result(path, schema=ladder.SCHEMA) == json.loads(
+    assert load_result(path, schema=SPEED_SCHEMA) == json.loads(
         json.dumps(quick_result)
     )
 
 
 def test_load_result_rejects_missing_file_and_other_schema(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="benchmarks/"):
-        load_result(tmp_path / "absent.json", schema=ladder.SCHEMA)
+        load_result(tmp_path / "absent.json", schema=SPEED_SCHEMA)
     (tmp_path / "old.json").write_text(json.dumps({"schema": 1}))
     with pytest.raises(ValueError, match="schema"):
-        load_result(tmp_path / "old.json", schema=ladder.SCHEMA)
+        load_result(tmp_path / "old.json", schema=SPEED_SCHEMA)
 
 
 def test_unknown_rung_is_named() -> None:

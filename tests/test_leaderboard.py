@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from book_tools import leaderboard
-from book_tools.results import load_result
+from mnist_helpers.results import LEADERBOARD_SCHEMA, load_result
 
 
 def test_ensemble_averages_probabilities_and_lists_its_misses() -> None:
@@ -54,7 +54,12 @@ def test_quick_board_trains_once_per_seed_and_resumes(tmp_path) -> None:
         "epochs",
         "device",
     } <= set(first["runs"][0])
-    assert set(first["latency"]["speedrun"]) == {"one_image_s", "batch_1000_s"}
+    assert set(first["latency"]["speedrun"]) == {
+        "one_image_s",
+        "batch_1000_s",
+        "machine",
+    }
+    assert first["runs"][0]["machine"]["device_name"] == first["machine"]["device_name"]
     assert (tmp_path / "checkpoints" / "board" / "speedrun-seed1.pt").is_file()
     trained = len(lines)
     again = leaderboard.run_leaderboard(
@@ -63,5 +68,5 @@ def test_quick_board_trains_once_per_seed_and_resumes(tmp_path) -> None:
     assert len(lines) == trained + 1  # only the new seed 2 was trained
     assert (
         again["runs"][:2] == first["runs"]
-        and load_result(out, schema=leaderboard.SCHEMA) == again
+        and load_result(out, schema=LEADERBOARD_SCHEMA) == again
     )

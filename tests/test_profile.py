@@ -55,6 +55,7 @@ def test_full_epochs_match_the_plan() -> None:
     assert epochs == {
         "01_data": 1, "02_visualize": 0, "03_learning": 5, "04_mlp_tutorial_a": 15, "04_mlp_tutorial_b": 7, "04_batch_size": 10,
         "05_batchnorm": 20, "06_cnn": 20, "07_simplecnn": 15, "08_own_digits": 4, "09_fast": 8, "09_speedrun": 5,
+        "09_fastest_990": 1, "09_fastest_994": 3, "09_fastest_995": 5,
         "10_inside": 0, "11_bncnn": 10, "12_export": 0, "13_scaling_out": 2,
     }  # fmt: skip
 

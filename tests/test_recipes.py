@@ -79,11 +79,10 @@ def test_fit_recipe_is_deterministic_and_saves_the_best_epoch(
         model = TOY.build_model()
         histories.append(
             fit_recipe(
-                TOY,
+                replace(TOY, epochs=2),
                 model,
                 splits,
                 device="cpu",
-                epochs=2,
                 checkpoint_path=tmp_path / f"run{run}.pt",
             )
         )
@@ -91,7 +90,7 @@ def test_fit_recipe_is_deterministic_and_saves_the_best_epoch(
     assert histories[0] == histories[1]
     _, metadata = load_checkpoint(tmp_path / "run0.pt", expected=MLP)
     assert (
-        metadata["recipe_description"] == TOY.describe()
+        metadata["recipe_description"] == replace(TOY, epochs=2).describe()
         and metadata["epoch"] == histories[0].best_epoch
     )
     assert metadata["normalization"] == {"mean": TOY.mean, "std": TOY.std}
@@ -104,18 +103,21 @@ def test_fit_recipe_is_deterministic_and_saves_the_best_epoch(
 def test_fit_recipe_steps_the_schedule(
     splits: MNISTSplits, schedule: str, second_epoch_lr: float
 ) -> None:
-    recipe = replace(TOY, schedule=schedule, step_size=2, gamma=0.5)
-    history = fit_recipe(recipe, recipe.build_model(), splits, device="cpu", epochs=2)
+    recipe = replace(TOY, schedule=schedule, step_size=2, gamma=0.5, epochs=2)
+    history = fit_recipe(recipe, recipe.build_model(), splits, device="cpu")
     assert history.lr == pytest.approx([1e-3, second_epoch_lr])
 
 
 def test_one_cycle_recipe_steps_every_batch(splits: MNISTSplits) -> None:
     recipe = replace(
-        RECIPES["fast"], model="mlp", model_config={"hidden": (16,)}, batch_size=32
+        RECIPES["fast"],
+        model="mlp",
+        model_config={"hidden": (16,)},
+        batch_size=32,
+        epochs=2,
+        bf16=False,
     )
-    history = fit_recipe(
-        recipe, recipe.build_model(), splits, device="cpu", epochs=2, bf16=False
-    )
+    history = fit_recipe(recipe, recipe.build_model(), splits, device="cpu")
     assert (
         history.lr[0] == pytest.approx(recipe.lr / 25) and history.lr[1] > history.lr[0]
     )

@@ -15,6 +15,7 @@ from mnist_helpers.progress import progress_enabled
 from mnist_helpers.training import (
     EarlyStopping,
     History,
+    Hooks,
     TrainingDivergedError,
     evaluate,
     fit,
@@ -95,8 +96,7 @@ def test_fit_restores_best_weights_and_checkpoints_them(tmp_path, toy_split) -> 
         epochs=3,
         loss_fn=_unlearn,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
-        checkpoint_path=path,
-        monitor="val_acc",
+        hooks=Hooks(checkpoint_path=path, monitor="val_acc"),
         device="cpu",
     )
     assert history.val_acc[0] > history.val_acc[-1]
@@ -118,7 +118,7 @@ def test_early_stopping_stops_when_nothing_improves(toy_split) -> None:
         split.batches(100),
         epochs=10,
         optimizer=frozen,
-        early_stopping=EarlyStopping(patience=2, monitor="val_loss"),
+        hooks=Hooks(early_stopping=EarlyStopping(patience=2, monitor="val_loss")),
         device="cpu",
     )
     assert history.epochs == 3 and history.stopped_early
@@ -151,7 +151,7 @@ def test_any_stopper_ends_training_after_the_epoch_it_says(toy_split) -> None:
         split.batches(50),
         split.batches(100),
         epochs=5,
-        early_stopping=_StopAtEpoch(2),
+        hooks=Hooks(early_stopping=_StopAtEpoch(2)),
         optimizer=torch.optim.Adam(model.parameters()),
         device="cpu",
     )
@@ -187,7 +187,7 @@ def test_epoch_scheduler_steps_after_each_epoch_and_lr_is_recorded(toy_split) ->
         split.batches(100),
         epochs=3,
         optimizer=optimizer,
-        scheduler=scheduler,
+        hooks=Hooks(scheduler=scheduler),
         device="cpu",
     )
     assert history.lr == pytest.approx([0.1, 0.05, 0.025])
@@ -219,9 +219,12 @@ def test_fit_rejects_bad_arguments_clearly(bad: dict, toy_split) -> None:
     arguments = {
         "epochs": 1,
         "optimizer": torch.optim.SGD(model.parameters(), lr=0.1),
-        **bad,
     }
     with pytest.raises(ValueError, match=next(iter(bad))):
+        if "monitor" in bad:
+            arguments["hooks"] = Hooks(monitor=bad["monitor"])
+        else:
+            arguments.update(bad)
         fit(model, split.batches(10), split.batches(10), **arguments)
 
 

@@ -41,7 +41,9 @@ from book_tools.results import machine_info
 from mnist_helpers.data import MNISTSplits, TensorSplit, load_mnist_splits
 from mnist_helpers.devices import native_bf16, pick_device, seed_everything
 from mnist_helpers.models import SimpleCNN
+from mnist_helpers.profile import current_profile
 from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe
+from mnist_helpers.results import SPEED_SCHEMA
 from mnist_helpers.training import evaluate
 from mnist_helpers.tutorial_e import (
     SPLIT_SEED,
@@ -52,7 +54,6 @@ from mnist_helpers.tutorial_e import (
     tutorial_e_train_one_epoch,
 )
 
-SCHEMA = "speed-3"  # 3: whole runs name their rung ("rung") and RECIPES key ("recipe")
 TUTORIAL_E_EPOCHS = 15  # the tutorial's NUM_EPOCHS
 TARGET = 0.994  # the test accuracy a recipe's mean over seeds must reach
 TIMING_IMAGES = 12_800  # images per timed slice: 100 batches of 128, 25 of 512
@@ -73,7 +74,11 @@ class Rung:
 
     @property
     def epochs(self) -> int:
-        return TUTORIAL_E_EPOCHS if self.loop == "tutorial_e" else self.recipe.epochs
+        return (
+            TUTORIAL_E_EPOCHS
+            if self.loop == "tutorial_e"
+            else self.recipe.epochs_for(current_profile())
+        )
 
     @property
     def batch_size(self) -> int:
@@ -101,7 +106,7 @@ RUNGS: tuple[Rung, ...] = (
     ),
     Rung(
         "onecycle",
-        f"+ batch {FAST.batch_size}, AdamW + OneCycle, {FAST.epochs} epochs",
+        f"+ batch {FAST.batch_size}, AdamW + OneCycle, {FAST.epochs_for(current_profile())} epochs",
         "fit",
         FAST,
     ),
@@ -109,7 +114,7 @@ RUNGS: tuple[Rung, ...] = (
     Rung("compile", "+ torch.compile", "fit", FAST, bf16=True, compile=True),
     Rung(
         "speedrun",
-        f"speed-run recipe: small BatchNorm convnet, {SPEEDRUN.epochs} epochs",
+        f"speed-run recipe: small BatchNorm convnet, {SPEEDRUN.epochs_for(current_profile())} epochs",
         "fit",
         SPEEDRUN,
         bf16=True,
@@ -190,13 +195,10 @@ def _time_slice(
         )
         start = time.perf_counter()
         fit_recipe(
-            recipe,
+            replace(recipe, epochs=1, bf16=rung.bf16, compile=rung.compile),
             model,
             tiny,
             device=device,
-            epochs=1,
-            bf16=rung.bf16,
-            compile=rung.compile,
             progress=False,
         )
     _synchronize(device)
@@ -260,13 +262,10 @@ def whole_run(
         recipe = replace(rung.recipe, seed=seed)
         model = recipe.build_model()
         history = fit_recipe(
-            recipe,
+            replace(recipe, epochs=epochs, bf16=rung.bf16, compile=rung.compile),
             model,
             splits,
             device=device,
-            epochs=epochs,
-            bf16=rung.bf16,
-            compile=rung.compile,
             progress=False,
         )
         epoch_seconds, val_accuracy, best_epoch = (
@@ -292,6 +291,58 @@ def whole_run(
     }
 
 
+def _rung_record(rung: Rung, device: torch.device) -> tuple[dict[str, Any], str | None]:
+    """What the results file says about a rung, and why it is skipped here (None: it runs)."""
+    skipped = None
+    if rung.bf16 and not native_bf16(device):
+        skipped = (
+            f"{device.type} here has no native bf16 (it would be emulated, and slower)"
+        )
+    record = {
+        **{k: v for k, v in asdict(rung).items() if k != "recipe"},
+        "recipe_description": rung.recipe.describe(),
+        "model": rung.recipe.model,
+        "epochs": rung.epochs,
+        "batch_size": rung.batch_size,
+        "skipped": skipped,
+        "flops_per_image": flops_per_image(rung.recipe.build_model()),
+    }
+    return record, skipped
+
+
+def _log_rate(
+    rung: Rung, records: list[dict[str, Any]], log: Callable[[str], None]
+) -> None:
+    rates = [r["images_per_s"] for r in records]
+    spread = f" ± {statistics.stdev(rates):,.0f}" if len(rates) > 1 else ""
+    log(f"{rung.name}: {statistics.mean(rates):,.0f}{spread} training images/s")
+
+
+def _matmul_peaks(device: torch.device, quick: bool) -> dict[str, float]:
+    """The best matrix product in fp32 (and bf16 where native): what a rung's FLOP rate is compared with."""
+    size = 512 if quick else 2048
+    peaks = {"fp32": matmul_flops_per_second(device, torch.float32, size=size)}
+    if native_bf16(device):
+        peaks["bf16"] = matmul_flops_per_second(device, torch.bfloat16, size=size)
+    return peaks
+
+
+def _sizes(splits: MNISTSplits) -> dict[str, int]:
+    return {
+        "train_images": len(splits.train),
+        "val_images": len(splits.val),
+        "test_images": len(splits.test),
+    }
+
+
+def _check_names(names: Sequence[str]) -> None:
+    unknown = [name for name in names if name not in RUNG_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNG_NAMES)}"
+        )
+
+
 def run_benchmark(
     *,
     quick: bool = False,
@@ -304,11 +355,7 @@ def run_benchmark(
     """Measure every rung in ``rungs`` (throughput over ``seeds`` seeds) and the whole runs of those in
     ``whole_runs``; return a JSON-ready dict. ``quick`` shrinks everything to check the machinery."""
     device = pick_device(device)
-    unknown = [name for name in (*rungs, *whole_runs) if name not in RUNG_NAMES]
-    if unknown:
-        raise ValueError(
-            f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNG_NAMES)}"
-        )
+    _check_names([*rungs, *whole_runs])
     limits = (
         {"train_images": QUICK_TRAIN_IMAGES, "test_images": QUICK_TEST_IMAGES}
         if quick
@@ -319,60 +366,31 @@ def run_benchmark(
     load_seconds = time.perf_counter() - start
     timing_images = QUICK_TIMING_IMAGES if quick else TIMING_IMAGES
     seed_list = list(range(seeds))
-    chosen = [rung for rung in RUNGS if rung.name in rungs or rung.name in whole_runs]
     rung_records, timings, runs = [], [], []
-    for rung in chosen:
-        skipped = None
-        if rung.bf16 and not native_bf16(device):
-            skipped = f"{device.type} here has no native bf16 (it would be emulated, and slower)"
-        rung_records.append(
-            {
-                **{k: v for k, v in asdict(rung).items() if k != "recipe"},
-                "recipe_description": rung.recipe.describe(),
-                "model": rung.recipe.model,
-                "epochs": rung.epochs,
-                "batch_size": rung.batch_size,
-                "skipped": skipped,
-                "flops_per_image": flops_per_image(rung.recipe.build_model()),
-            }
-        )
+    for rung in [r for r in RUNGS if r.name in rungs or r.name in whole_runs]:
+        record, skipped = _rung_record(rung, device)
+        rung_records.append(record)
         if skipped:
             log(f"{rung.name}: skipped ({skipped})")
             continue
         if rung.name in rungs:
             records = measure_throughput(rung, splits, seed_list, timing_images, device)
             timings += records
-            rates = [r["images_per_s"] for r in records]
+            _log_rate(rung, records, log)
+        for seed in seed_list if rung.name in whole_runs else []:
+            run = whole_run(rung, splits, seed, device, epochs=1 if quick else None)
+            runs.append(run)
             log(
-                f"{rung.name}: {statistics.mean(rates):,.0f} ± {statistics.stdev(rates):,.0f} training images/s"
-                if len(rates) > 1
-                else f"{rung.name}: {rates[0]:,.0f} training images/s"
+                f"{rung.name} seed {seed}: {run['train_seconds']:.1f} s, "
+                f"test {100 * run['test_accuracy']:.2f}%"
             )
-        if rung.name in whole_runs:
-            for seed in seed_list:
-                run = whole_run(rung, splits, seed, device, epochs=1 if quick else None)
-                runs.append(run)
-                log(
-                    f"{rung.name} seed {seed}: {run['train_seconds']:.1f} s, test {100 * run['test_accuracy']:.2f}%"
-                )
-    peaks = {
-        "fp32": matmul_flops_per_second(
-            device, torch.float32, size=512 if quick else 2048
-        )
-    }
-    if native_bf16(device):
-        peaks["bf16"] = matmul_flops_per_second(
-            device, torch.bfloat16, size=512 if quick else 2048
-        )
     return {
-        "schema": SCHEMA,
+        "schema": SPEED_SCHEMA,
         "quick": quick,
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine_info(device),
         "settings": {
-            "train_images": len(splits.train),
-            "val_images": len(splits.val),
-            "test_images": len(splits.test),
+            **_sizes(splits),
             "split_seed": SPLIT_SEED,
             "timing_images": timing_images,
             "seeds": seed_list,
@@ -382,46 +400,5 @@ def run_benchmark(
         "rungs": rung_records,
         "timings": timings,
         "runs": runs,
-        "matmul_flops_per_second": peaks,
+        "matmul_flops_per_second": _matmul_peaks(device, quick),
     }
-
-
-def summary(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per measured rung: throughput mean and spread, seconds per epoch, speed-up over the first
-    rung, share of the matmul peak, and (where whole runs exist) time and test accuracy over seeds."""
-    n_train = result["settings"]["train_images"]
-    rows, base_rate = [], None
-    for rung in result["rungs"]:
-        if rung["skipped"]:
-            continue
-        rates = [
-            t["images_per_s"] for t in result["timings"] if t["rung"] == rung["name"]
-        ]
-        runs = [r for r in result["runs"] if r["rung"] == rung["name"]]
-        row: dict[str, Any] = {
-            "rung": rung["name"],
-            "label": rung["label"],
-            "epochs": rung["epochs"],
-        }
-        if rates:
-            rate = statistics.mean(rates)
-            base_rate = base_rate or rate
-            peak = result["matmul_flops_per_second"]["bf16" if rung["bf16"] else "fp32"]
-            row.update(
-                images_per_s=rate,
-                images_per_s_sd=statistics.stdev(rates) if len(rates) > 1 else 0.0,
-                seconds_per_epoch=n_train / rate,
-                speedup_per_epoch=rate / base_rate,
-                share_of_matmul_peak=rung["flops_per_image"] * rate / peak,
-            )
-        if runs:
-            seconds = [r["train_seconds"] for r in runs]
-            accuracy = [r["test_accuracy"] for r in runs]
-            row.update(
-                seeds=len(runs),
-                train_seconds=statistics.mean(seconds),
-                test_accuracy=statistics.mean(accuracy),
-                test_accuracy_sd=statistics.stdev(accuracy) if len(runs) > 1 else 0.0,
-            )
-        rows.append(row)
-    return rows

@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from book_tools.results import load_result, machine_info, save_result
+from book_tools.results import machine_info, save_result
 from mnist_helpers.data import MNISTSplits, load_mnist_splits
 from mnist_helpers.devices import pick_device
 from mnist_helpers.evaluation import collect_predictions
 from mnist_helpers.models import count_parameters
 from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe
+from mnist_helpers.results import LEADERBOARD_SCHEMA, load_result
 from mnist_helpers.timing import median_seconds
 
 BOARD = (
@@ -36,10 +37,12 @@ BOARD = (
     "cnn",
     "simplecnn",
     "speedrun",
+    "fastest_990",
+    "fastest_994",
+    "fastest_995",
     "bncnn",
-)  # chapters 4, 5, 6, 7, 9, 11
+)  # chapters 4, 5, 6, 7, 9, 9, 9, 9, 11
 ENSEMBLE_RECIPE = "bncnn"
-SCHEMA = "leaderboard-1"
 QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES, QUICK_EPOCHS = 600, 500, 1
 MISSES_KEPT = 100  # the ensemble's wrong answers stored for the chapter's gallery (it makes far fewer)
 
@@ -62,11 +65,10 @@ def train_one(
     start = time.perf_counter()
     checkpoint = checkpoints / f"{name}-seed{recipe.seed}.pt"
     history = fit_recipe(
-        recipe,
+        replace(recipe, epochs=epochs),
         model,
         splits,
         device=device,
-        epochs=epochs,
         checkpoint_path=checkpoint,
         progress=False,
     )
@@ -89,8 +91,15 @@ def train_one(
         "val_accuracy": history.best_val_acc,
         "parameters": count_parameters(model),
         "device": device.type,
+        "machine": _where(device),
     }
     return run, model, predictions.probs
+
+
+def _where(device: torch.device) -> dict[str, Any]:
+    """The machine one run was measured on: a board grows over sessions, on more than one machine."""
+    info = machine_info(device)
+    return {key: info[key] for key in ("device_name", "cpu_class", "usable_cpu_cores")}
 
 
 def latency(
@@ -108,6 +117,7 @@ def latency(
             "batch_1000_s": median_seconds(
                 lambda: model(thousand), repeats=10, warmup=2
             ),
+            "machine": _where(device),
         }
 
 
@@ -138,6 +148,74 @@ def ensemble(probabilities: list[np.ndarray], labels: np.ndarray) -> dict[str, A
     }
 
 
+def _start(out: Path, quick: bool, device: torch.device) -> dict[str, Any]:
+    """The result to fill: the runs already in ``out`` (a board resumes), under today's date."""
+    previous = (
+        load_result(out, schema=LEADERBOARD_SCHEMA)
+        if out.exists()
+        else {"runs": [], "latency": {}}
+    )
+    return {
+        "schema": LEADERBOARD_SCHEMA,
+        "quick": quick,
+        "date": time.strftime("%Y-%m-%d"),
+        # where the runs that do not name their own machine were measured: the file's first writer
+        "machine": previous.get("machine") or machine_info(device),
+        "runs": list(previous["runs"]),
+        "latency": dict(previous["latency"]),
+        "ensemble": previous.get("ensemble"),
+    }
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where and how a board's runs are made: its file, checkpoint folder, device, size and log."""
+
+    out: Path
+    checkpoints: Path
+    device: torch.device
+    quick: bool
+    log: Callable[[str], None]
+
+
+def _seeds_of(
+    name: str,
+    n_seeds: int,
+    splits: MNISTSplits,
+    result: dict[str, Any],
+    where: _Where,
+) -> tuple[list[np.ndarray], torch.nn.Module | None]:
+    """Train the seeds of recipe ``name`` not already in ``result`` (saving it after each run); return
+    every seed's test probabilities and the last model trained (None when all were done before)."""
+    base, checkpoints = RECIPES[name], where.checkpoints
+    done = {_run_key(run) for run in result["runs"]}
+    probabilities, model = [], None
+    for seed in range(base.seed, base.seed + n_seeds):
+        recipe = replace(base, seed=seed)
+        probs_file = checkpoints / f"{name}-seed{seed}.test-probs.npy"
+        if (name, recipe.describe(), seed) in done and probs_file.exists():
+            probabilities.append(np.load(probs_file))
+            continue
+        run, model, probs = train_one(
+            name,
+            recipe,
+            splits,
+            device=where.device,
+            epochs=QUICK_EPOCHS if where.quick else None,
+            checkpoints=checkpoints,
+        )
+        probabilities.append(probs)
+        result["runs"] = [
+            r for r in result["runs"] if (r["recipe"], r["seed"]) != (name, seed)
+        ] + [run]
+        where.log(
+            f"{name:10s} seed {seed}: {run['train_seconds']:7.1f} s, {run['epochs']} epochs, "
+            f"test {100 * run['test_accuracy']:.2f}%"
+        )
+        save_result(result, where.out)
+    return probabilities, model
+
+
 def run_leaderboard(
     out: Path,
     *,
@@ -158,19 +236,8 @@ def run_leaderboard(
     device = pick_device(device)
     checkpoints = out.parent / "checkpoints" / out.stem
     checkpoints.mkdir(parents=True, exist_ok=True)
-    previous = (
-        load_result(out, schema=SCHEMA) if out.exists() else {"runs": [], "latency": {}}
-    )
-    result: dict[str, Any] = {
-        "schema": SCHEMA,
-        "quick": quick,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine_info(device),
-        "runs": list(previous["runs"]),
-        "latency": dict(previous["latency"]),
-        "ensemble": previous.get("ensemble"),
-    }
-    done = {_run_key(run) for run in result["runs"]}
+    result = _start(out, quick, device)
+    where = _Where(out, checkpoints, device, quick, log)
     limits = (
         {"train_images": QUICK_TRAIN_IMAGES, "test_images": QUICK_TEST_IMAGES}
         if quick
@@ -179,39 +246,14 @@ def run_leaderboard(
     splits_by_normalization: dict[tuple[float, float], MNISTSplits] = {}
     for name in recipes:
         base = RECIPES[name]
-        key = (base.mean, base.std)
-        if (
-            key not in splits_by_normalization
-        ):  # tutorial C's recipe normalizes differently
+        key = (base.mean, base.std)  # tutorial C's recipe normalizes differently
+        if key not in splits_by_normalization:
             splits_by_normalization[key] = load_mnist_splits(
                 mean=base.mean, std=base.std, device=device, **limits
             )
         splits = splits_by_normalization[key]
         n_seeds = ensemble_seeds if name == ENSEMBLE_RECIPE else seeds
-        probabilities, model = [], None
-        for seed in range(base.seed, base.seed + n_seeds):
-            recipe = replace(base, seed=seed)
-            probs_file = checkpoints / f"{name}-seed{seed}.test-probs.npy"
-            if (name, recipe.describe(), seed) in done and probs_file.exists():
-                probabilities.append(np.load(probs_file))
-                continue
-            run, model, probs = train_one(
-                name,
-                recipe,
-                splits,
-                device=device,
-                epochs=QUICK_EPOCHS if quick else None,
-                checkpoints=checkpoints,
-            )
-            probabilities.append(probs)
-            result["runs"] = [
-                r for r in result["runs"] if (r["recipe"], r["seed"]) != (name, seed)
-            ] + [run]
-            log(
-                f"{name:10s} seed {seed}: {run['train_seconds']:7.1f} s, {run['epochs']} epochs, "
-                f"test {100 * run['test_accuracy']:.2f}%"
-            )
-            save_result(result, out)
+        probabilities, model = _seeds_of(name, n_seeds, splits, result, where)
         if model is not None:
             result["latency"][name] = latency(model, splits, device)
         if name == ENSEMBLE_RECIPE:

@@ -14,6 +14,9 @@ no chapter imports (the command line, say) leaves every chapter fresh. Hashes ar
 without docstrings, so rewording a comment or a docstring does not force a re-execution; changing code does.
 A chapter that reads committed benchmark results (chapters 9 and 11 read ``benchmarks/results/*.json``) is
 stamped with a hash of each such file too, found from the paths its code names, so new results make it stale.
+Each training a chapter runs through :mod:`mnist_helpers.training_cache` is listed in the stamp with its
+cache key and whether it was trained or reused; ``check`` calls either fresh only while the fingerprint of
+the training code in that key is the current one (and the profile is ``full``).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import json
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -34,7 +39,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from mnist_helpers.fingerprint import module_sha256
+from mnist_helpers.fingerprint import module_sha256, training_fingerprint
 from mnist_helpers.glue import GLUE_PREFIX
 from mnist_helpers.profile import PROFILE_ENV, Profile
 from mnist_helpers.progress import QUIET_ENV
@@ -52,6 +57,9 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 CODE_CHANGED = "code cells changed since the full run"
 LIBRARY_CHANGED = "library code changed since the full run"
 RESULTS_CHANGED = "benchmark results it reads changed since the full run"
+TRAINING_CHANGED = "training code changed since its training ran or was reused"
+# Where the kernel's training cache appends one JSON line per training (mnist_helpers.training_cache).
+TRAINING_LOG_ENV = "MNIST_BOOK_TRAINING_LOG"
 # Output mime types that hold text a reader can see; images are base64 and cannot leak a path.
 _TEXT_MIME_PREFIXES = ("text/", "application/json", "application/javascript")
 
@@ -280,6 +288,37 @@ def kernel_client(
     )
 
 
+def read_training_log(log: Path) -> list[dict[str, Any]]:
+    """The trainings a run recorded (one JSON object per line), in order: for each, its recipe, cache
+    key, ``outcome`` ("trained", "reused" or "trained (not cacheable)"), profile and ``code``, the
+    fingerprint of the training code that ran or whose result was reused."""
+    if not log.is_file():
+        return []
+    lines = log.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def training_reasons(stamp: dict[str, Any], src: Path = SRC) -> list[str]:
+    """Why the trainings a stamp records, run or reused, no longer stand for the current code: each is
+    fresh only under its key, whose training-code fingerprint and profile ``check`` can recompute."""
+    trainings = stamp.get("training", [])
+    if not trainings:
+        return []
+    current = training_fingerprint(src / "mnist_helpers")
+    stale = [t for t in trainings if t.get("code") != current]
+    reasons = []
+    if stale:
+        names = ", ".join(f"{t.get('recipe')} ({t.get('outcome')})" for t in stale)
+        reasons.append(f"{TRAINING_CHANGED}: {names}")
+    other = [t for t in trainings if t.get("profile") not in (None, "full")]
+    if other:
+        reasons.append(
+            "a training it reused or ran was in another profile: "
+            + ", ".join(f"{t.get('recipe')} ({t.get('profile')})" for t in other)
+        )
+    return reasons
+
+
 def execute_notebook(
     path: Path, profile: Profile = "full", timeout: float | None = None
 ) -> list[str]:
@@ -289,19 +328,23 @@ def execute_notebook(
     notebook's folder, as a reader's Jupyter would, so relative paths such as ``../checkpoints`` work.
     """
     nb = nbformat.read(path, as_version=4)
-    env = {
-        **os.environ,
-        PROFILE_ENV: profile,
-        QUIET_ENV: "1",
-        "MPLBACKEND": INLINE_BACKEND,
-    }
-    client = kernel_client(nb, path.resolve().parent, timeout)
-    start = time.perf_counter()
-    try:
-        client.execute(env=env)
-    except CellExecutionError as error:
-        return [f"a cell raised an error:\n{error}"]
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as scratch:
+        log = Path(scratch) / "training.jsonl"
+        env = {
+            **os.environ,
+            PROFILE_ENV: profile,
+            QUIET_ENV: "1",
+            "MPLBACKEND": INLINE_BACKEND,
+            TRAINING_LOG_ENV: str(log),
+        }
+        client = kernel_client(nb, path.resolve().parent, timeout)
+        start = time.perf_counter()
+        try:
+            client.execute(env=env)
+        except CellExecutionError as error:
+            return [f"a cell raised an error:\n{error}"]
+        seconds = time.perf_counter() - start
+        trainings = read_training_log(log)
     home = str(Path.home())
     private_paths = [str(_repo_root(path))] + ([home] if len(home) > 1 else [])
     problems = output_problems(nb, private_paths)
@@ -314,6 +357,7 @@ def execute_notebook(
         "code_sha256": code_sha256(nb),
         "library": library_hashes(nb),
         "results": result_hashes(nb, path.resolve().parent),
+        "training": trainings,
         "torch": torch.__version__,
         "device": _device_description(),
         "seconds": round(seconds, 1),
@@ -351,6 +395,7 @@ def stale_reasons(
     )
     if changed:
         reasons.append(f"{LIBRARY_CHANGED}: {', '.join(changed)}")
+    reasons += training_reasons(stamp, src)
     if folder is not None:
         stored, current = stamp.get("results", {}), result_hashes(nb, folder, results)
         changed = sorted(
@@ -377,8 +422,13 @@ def _execute_command(paths: list[Path], profile: Profile, timeout: float | None)
                 file=sys.stderr,
             )
         else:
-            seconds = nbformat.read(path, as_version=4).metadata[STAMP_KEY]["seconds"]
-            print(f"stored {path} ({seconds:.0f} s)", flush=True)
+            stamp = nbformat.read(path, as_version=4).metadata[STAMP_KEY]
+            outcomes = [t["outcome"] for t in stamp.get("training", [])]
+            counts = ", ".join(
+                f"{outcomes.count(o)} {o}" for o in dict.fromkeys(outcomes)
+            )
+            trainings = f"; trainings: {counts}" if counts else ""
+            print(f"stored {path} ({stamp['seconds']:.0f} s{trainings})", flush=True)
     return 1 if failed else 0
 
 

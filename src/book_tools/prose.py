@@ -82,6 +82,32 @@ def markdown_of(path: Path) -> list[str]:
     return [path.read_text(encoding="utf-8")]
 
 
+def _track_fence(fence: re.Match[str], fences: list[tuple[str, bool]]) -> bool:
+    """Open or close a fence in ``fences`` (innermost last: marker, holds code) for a fence line.
+
+    Returns whether the line ends the paragraph before it: every fence does, except a fence-like line
+    inside a code block, which is code.
+    """
+    marker, directive, rest = fence.group(1), fence.group(2), fence.group(3).strip()
+    closes = (
+        fences
+        and directive is None
+        and not rest
+        and marker[0] == fences[-1][0][0]
+        and len(marker) >= len(fences[-1][0])
+    )
+    if closes:
+        fences.pop()
+        return True
+    if fences and fences[-1][1]:
+        return False
+    if directive is None and marker[0] == ":":
+        return True  # a stray closing ::: with nothing open
+    name = (directive or "").strip().lower()
+    fences.append((marker, directive is None or name in _CODE_DIRECTIVES))
+    return True
+
+
 def prose_units(markdown: str) -> list[str]:
     """Paragraphs and list items, with code blocks, maths blocks, headings and tables left out.
 
@@ -105,30 +131,8 @@ def prose_units(markdown: str) -> list[str]:
         stripped = line.strip()
         fence = _FENCE.match(stripped)
         if fence:
-            marker, directive, rest = (
-                fence.group(1),
-                fence.group(2),
-                fence.group(3).strip(),
-            )
-            closes = (
-                fences
-                and directive is None
-                and not rest
-                and marker[0] == fences[-1][0][0]
-                and len(marker) >= len(fences[-1][0])
-            )
-            if closes:
+            if _track_fence(fence, fences):
                 flush()
-                fences.pop()
-                continue
-            if fences and fences[-1][1]:
-                continue  # a fence-like line inside a code block is code
-            if directive is None and marker[0] == ":":
-                flush()  # a stray closing ::: with nothing open
-                continue
-            flush()
-            name = (directive or "").strip().lower()
-            fences.append((marker, directive is None or name in _CODE_DIRECTIVES))
             continue
         if fences and fences[-1][1]:
             continue

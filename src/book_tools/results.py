@@ -1,7 +1,7 @@
 """Benchmark results as JSON files: what machine they came from, written atomically, read back checked.
 
-``benchmarks/speed.py`` (chapter 9) and ``benchmarks/leaderboard.py`` (chapter 11) write their results with
-:func:`save_result`; the chapters read them with :func:`load_result`. Every file records the machine, because
+``benchmarks/speed.py``, ``fastest.py`` (chapter 9) and ``leaderboard.py`` (chapter 11) write their results with
+:func:`save_result`; the chapters read them with :func:`mnist_helpers.results.load_result`. Every file records the machine, because
 a training time means nothing without the CPU or GPU it was measured on.
 """
 
@@ -64,20 +64,3 @@ def save_result(result: dict[str, Any], path: str | Path) -> Path:
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, path)
     return path
-
-
-def load_result(path: str | Path, *, schema: str) -> dict[str, Any]:
-    """Read a result written by :func:`save_result`; a missing file or another schema is an error, not a guess."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no benchmark result at {path}; the script in benchmarks/ that writes "
-            f"{schema.split('-')[0]} results creates it (see its --help)"
-        )
-    result = json.loads(path.read_text())
-    if result.get("schema") != schema:
-        raise ValueError(
-            f"{path} has schema {result.get('schema')!r}, this code reads {schema!r}; "
-            "re-run the benchmark to regenerate it"
-        )
-    return result

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_helpers.data import MNIST_MEAN, MNIST_STD
+from mnist_helpers.data import MNIST_MEAN, MNIST_STD, normalized_level
 from mnist_helpers.devices import model_device
 from mnist_helpers.inspection import eval_mode
 
@@ -33,7 +33,7 @@ def pixel_bounds(
     mean: float = MNIST_MEAN, std: float = MNIST_STD
 ) -> tuple[float, float]:
     """The normalized values of a black and of a white pixel: the range an adversarial image must keep."""
-    return (0.0 - mean) / std, (1.0 - mean) / std
+    return normalized_level(0, mean, std), normalized_level(255, mean, std)
 
 
 def fgsm_direction(model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:

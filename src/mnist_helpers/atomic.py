@@ -10,7 +10,9 @@ the usual umask 022), so a checkpoint shared with a group or served by a web ser
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -49,3 +51,36 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """:func:`atomic_write` for a UTF-8 text file (a results file, a CSV)."""
     return atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def _backup_numbers(path: Path) -> list[int]:
+    """The N of every ``<stem>.N<suffix>`` beside ``path``: the numbered backups already there."""
+    numbers = []
+    for sibling in path.parent.glob(
+        f"{glob.escape(path.stem)}.*{glob.escape(path.suffix)}"
+    ):
+        middle = sibling.name[len(path.stem) + 1 : len(sibling.name) - len(path.suffix)]
+        if middle.isdigit():
+            numbers.append(int(middle))
+    return numbers
+
+
+def keep_numbered_backup(path: str | Path) -> Path | None:
+    """Copy an existing ``path`` to ``<stem>.N<suffix>`` before a new file replaces it; return the copy.
+
+    The one home of the book's backups (checkpoints written by ``train``, ONNX files by ``export``): a
+    retrain or an export with a bad setting must never cost the file it replaces, nor an older backup,
+    so N is one more than the highest number there (``model.1.pt``, ``model.2.pt``, ...: the highest is
+    the newest) and nothing is ever deleted. The suffix is kept so the backup still opens in the tools
+    that pick a reader by extension. The backup is a copy, so ``path`` itself is never moved: it stays
+    whole until :func:`atomic_write` renames the new file over it. Not a hard link: a program that
+    writes in place (``torch.save(state, path)`` in a notebook) would change the backup with it.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    backup = path.with_name(
+        f"{path.stem}.{max(_backup_numbers(path), default=0) + 1}{path.suffix}"
+    )
+    shutil.copy2(path, backup)
+    return backup

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from mnist_helpers.data import MNIST_MEAN, MNIST_STD
+from mnist_helpers.data import normalized_level
 from mnist_helpers.training import Batches
 
 # The value of a black pixel after Normalize(MNIST_MEAN, MNIST_STD): what "empty" means for the model.
-MNIST_BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD
+MNIST_BACKGROUND = normalized_level(0)
 
 
 def random_affine(

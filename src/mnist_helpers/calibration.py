@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_helpers.devices import model_device
-from mnist_helpers.inspection import eval_mode
+from mnist_helpers.evaluation import batched_logits
 
 
 def collect_logits(model: nn.Module, images: Tensor, batch_size: int = 1024) -> Tensor:
@@ -29,14 +28,7 @@ def collect_logits(model: nn.Module, images: Tensor, batch_size: int = 1024) -> 
         raise ValueError(
             "no images given: pass a tensor of shape (N, 1, 28, 28) with N >= 1"
         )
-    device = model_device(model)
-    with eval_mode(model), torch.no_grad():
-        return torch.cat(
-            [
-                model(batch.to(device)).float().cpu()
-                for batch in images.split(batch_size)
-            ]
-        )
+    return batched_logits(model, images.split(batch_size))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ instead of being unpickled. Saves are atomic so a crash mid-write never destroys
 from __future__ import annotations
 
 import inspect
+import math
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from mnist_helpers.atomic import atomic_write
+from mnist_helpers.data import MNIST_MEAN, MNIST_STD
 from mnist_helpers.fingerprint import library_fingerprint
 from mnist_helpers.models import MODEL_REGISTRY
 
@@ -243,6 +245,104 @@ def _validated_config(
     return dict(config)
 
 
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+
+
+def _unwrapped(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state_dict without the prefix a DDP or ``torch.compile`` wrapper puts on every key."""
+    for prefix in _WRAPPER_PREFIXES:
+        if all(key.startswith(prefix) for key in state):
+            state = {key.removeprefix(prefix): value for key, value in state.items()}
+    return dict(state)
+
+
+def _candidates(state: Mapping[str, torch.Tensor]) -> list[tuple[str, dict[str, Any]]]:
+    """The library models a plain state_dict may be: every class as built by default, every recipe's
+    configuration, and an MLP whose hidden sizes are read off the weights' shapes."""
+    from mnist_helpers.recipes import RECIPES  # here: recipes imports this module
+
+    candidates = [(cls.__name__, {}) for cls in MODEL_REGISTRY.values()]
+    candidates += [
+        (MODEL_REGISTRY[r.model].__name__, dict(r.model_config))
+        for r in RECIPES.values()
+    ]
+    matrices = [t for k, t in state.items() if k.endswith(".weight") and t.ndim == 2]
+    hidden = [int(t.shape[0]) for t in matrices[:-1]]
+    if matrices and len(hidden) <= 100 and all(0 < h <= MAX_LAYER_SIZE for h in hidden):
+        candidates += [
+            ("MLP", {"hidden": hidden}),
+            ("BatchNormMLP", {"hidden": hidden}),
+        ]
+    return candidates
+
+
+def _matching_model(state: Mapping[str, torch.Tensor]) -> tuple[nn.Module, str] | None:
+    """The library model whose keys and shapes are exactly those of ``state``, with a description."""
+    shapes = {key: tuple(value.shape) for key, value in state.items()}
+    for name, config in _candidates(state):
+        model = _CLASSES[name](**config)
+        own = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+        if own == shapes:
+            arguments = ", ".join(f"{key}={value}" for key, value in config.items())
+            return model, f"{name}({arguments})"
+    return None
+
+
+def _from_state_dict(
+    path: Path, state: Mapping[str, torch.Tensor], kind: str
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A plain ``state_dict`` (tutorial E's ``torch.save(model.state_dict(), path)``, or the
+    ``{"model_state_dict": ...}`` of PyTorch's tutorials) loaded into the library model it fits exactly.
+
+    A file of weights alone does not say its class, but keys and shapes identify a library model
+    without doubt; the metadata's ``matched`` says which, so the reader sees what was assumed.
+    """
+    state = _unwrapped(state)
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{path}: weight {key!r} holds NaN or infinite values (the training run diverged); "
+                "retrain with a lower learning rate"
+            )
+    found = _matching_model(state)
+    if found is None:
+        raise CheckpointError(
+            f"{path} is {kind} whose keys and shapes match none of the library's models "
+            f"({', '.join(_CLASSES)}), so the model class is unknown. Build the model yourself and run "
+            "model.load_state_dict(torch.load(path, weights_only=True))."
+        )
+    model, description = found
+    model.load_state_dict(state)
+    return model, {"matched": f"{kind} whose keys and shapes match {description}"}
+
+
+def _check_normalization(path: Path, metadata: Mapping[str, Any]) -> None:
+    """A stored normalization must be two finite numbers, std > 0: with std 0 every input is infinite
+    (the answers look like broken weights), and a negative std silently turns every image negative."""
+    stored = metadata.get("normalization")
+    if stored is None:
+        return
+    values = (
+        [stored.get(key) for key in ("mean", "std")]
+        if isinstance(stored, Mapping)
+        else []
+    )
+    numbers = [
+        v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    if (
+        len(numbers) != 2
+        or not all(math.isfinite(v) for v in numbers)
+        or numbers[1] <= 0
+    ):
+        raise CheckpointError(
+            f"{path}: its stored input normalization {stored!r} is invalid (mean and std must be "
+            "finite numbers, std > 0), so no input could be scaled as in training; re-save the "
+            "checkpoint with the mean/std the model was trained with (the book's MNIST values are "
+            f"mean {MNIST_MEAN}, std {MNIST_STD})"
+        )
+
+
 def load_checkpoint(
     path: str | Path,
     expected: str | type[nn.Module] | None = None,
@@ -251,25 +351,29 @@ def load_checkpoint(
     """Rebuild the saved model on ``map_location``; return ``(model in eval mode, metadata)``.
 
     ``expected`` (a class or a name such as ``"simplecnn"``) guards against loading, say, chapter 6's CNN
-    where chapter 7's SimpleCNN was meant.
+    where chapter 7's SimpleCNN was meant. A plain ``state_dict`` (or PyTorch's tutorial wrapper
+    ``{"model_state_dict": ...}``) is loaded into the library model its keys and shapes match, and the
+    metadata's ``matched`` says which (see :func:`_from_state_dict`).
     """
     path = Path(path)
     payload = _read(path)
+    if isinstance(payload, Mapping) and _is_bare_state_dict(
+        payload.get("model_state_dict")
+    ):
+        payload, kind = payload["model_state_dict"], 'a {"model_state_dict": ...} file'
+    else:
+        kind = "a bare state_dict"
     if _is_bare_state_dict(payload):
-        raise CheckpointError(
-            f"{path} is a bare state_dict (what torch.save(model.state_dict(), path) writes), not a "
-            "save_checkpoint file, so the model class is unknown. Build the model yourself and run "
-            "model.load_state_dict(torch.load(path, weights_only=True))."
-        )
+        model, metadata = _from_state_dict(path, payload, kind)
+        _check_expected(path, expected, type(model).__name__)
+        return _placed(model, map_location).eval(), metadata
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} is not a checkpoint written by save_checkpoint (format {FORMAT_VERSION}); re-save it"
         )
     name = _validated_class(path, payload)
-    if expected is not None and _expected_name(expected) != name:
-        raise CheckpointError(
-            f"{path} holds a model of class {name}, but {_expected_name(expected)} was expected"
-        )
+    _check_normalization(path, payload["metadata"])
+    _check_expected(path, expected, name)
     config = _validated_config(path, name, payload["model_config"])
     try:
         model = _CLASSES[name](**config)
@@ -281,13 +385,25 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: the weights do not fit a {name}{config}: {err}"
         ) from err
-    try:
-        model = model.to(map_location)
-    except (
-        RuntimeError,
-        AssertionError,
-    ) as err:  # e.g. "mps" or "cuda" on a machine without one
+    return _placed(model, map_location).eval(), payload["metadata"]
+
+
+def _check_expected(
+    path: Path, expected: str | type[nn.Module] | None, name: str
+) -> None:
+    if expected is not None and _expected_name(expected) != name:
         raise CheckpointError(
-            f"cannot put the model on {str(map_location)!r}: {err}; use 'cpu'"
+            f"{path} holds a model of class {name}, but {_expected_name(expected)} was expected"
+        )
+
+
+def _placed(model: nn.Module, map_location: str | torch.device) -> nn.Module:
+    """``model`` on ``map_location``, or an error saying the device is missing (e.g. "mps" or "cuda" on a
+    machine without one), in words that fit the command line (--device) and Python alike."""
+    try:
+        return model.to(map_location)
+    except (RuntimeError, AssertionError) as err:
+        raise CheckpointError(
+            f"cannot put the model on device {str(map_location)!r}: this machine has no such device "
+            f"({str(err).splitlines()[0]}); use the CPU (--device cpu, or map_location='cpu')"
         ) from err
-    return model.eval(), payload["metadata"]

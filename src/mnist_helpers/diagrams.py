@@ -405,6 +405,14 @@ def draw_network(
         loc="center",
     )
     scale = min(1.0, (width - 0.3) / (columns * _COL_W))
+    _draw_arrows(ax, _draw_boxes(ax, boxes, per_column, scale))
+    return fig
+
+
+def _draw_boxes(
+    ax: Any, boxes: list[str], per_column: int, scale: float
+) -> list[tuple[float, float]]:
+    """One rounded box per label, column by column; returns the boxes' centres."""
     centres: list[tuple[float, float]] = []
     for i, text in enumerate(boxes):
         col, pos = divmod(i, per_column)
@@ -428,6 +436,11 @@ def draw_network(
         )
         if not is_input:
             label.set_gid(f"layer:{i - 1}")
+    return centres
+
+
+def _draw_arrows(ax: Any, centres: list[tuple[float, float]]) -> None:
+    """An arrow from each box to the next; into a new column along the gap, then from above."""
     for (x0, y0), (x1, y1) in itertools.pairwise(centres):
         start, end = (x0, y0 + _BOX_H / 2), (x1, y1 - _BOX_H / 2)
         if x0 != x1:  # next column: along the gap between columns, then in from above
@@ -452,7 +465,6 @@ def draw_network(
                 shrinkB=0,
             )
         )
-    return fig
 
 
 def _demo() -> (

@@ -32,11 +32,15 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from mnist_helpers.data import TensorSplit, load_mnist_splits
+from mnist_helpers.data import MNISTSplits, TensorSplit, load_mnist_splits
 from mnist_helpers.devices import native_bf16, pick_device, seed_everything
 from mnist_helpers.profile import current_profile
-from mnist_helpers.recipes import RECIPES, fit_recipe
-from mnist_helpers.saving import TrainingRecord, refuse_useless, save_trained
+from mnist_helpers.recipes import RECIPES, Recipe, fit_recipe, training_record
+from mnist_helpers.saving import (
+    check_free_space,
+    refuse_useless,
+    save_trained,
+)
 from mnist_helpers.training import History, LossFn, evaluate
 
 # What torchrun sets in every worker's environment (LOCAL_RANK: the rank among this machine's workers).
@@ -299,10 +303,93 @@ def evaluate_sharded(
     return loss_sum / seen, correct / seen
 
 
+def _plan(run: Recipe, world: World) -> str:
+    """What rank 0 says before training: the recipe, the processes, and how the batch is shared."""
+    share = per_rank_batch_size(run.batch_size, world.world_size)
+    return (
+        f"profile {current_profile()}: {run.name} on {world.world_size} processes "
+        f"({backend_for(world.device)}, {world.device.type}, {torch.get_num_threads()} threads each); "
+        f"global batch {run.batch_size} = {world.world_size} x {share}, lr {run.lr:g}, seed {run.seed}"
+    )
+
+
+def _epoch_line(history: History, epoch: int) -> str:
+    return (
+        f"epoch {epoch + 1:>3}: train loss {history.train_loss[epoch]:.4f} (all ranks) | val acc "
+        f"{100 * history.val_acc[epoch]:.2f}% | {history.seconds[epoch]:.1f} s"
+    )
+
+
+def _fit_shards(
+    run: Recipe,
+    models: tuple[nn.Module, nn.Module],
+    splits: MNISTSplits,
+    world: World,
+    on_interrupt: Callable[[BestSoFar, BaseException], None] | None,
+) -> History:
+    """Train this rank's shard of every batch (``models``: the model and its DDP wrapper); return the
+    history reduced over all ranks. Stopped midway (Ctrl-C or SIGTERM), rank 0 hands its best epoch so
+    far to ``on_interrupt``, and every rank re-raises."""
+    model, ddp_model = models
+    keeper = BestSoFar(model) if world.is_main else None
+    try:
+        history = fit_recipe(
+            run,
+            ddp_model,
+            replace(splits, train=ShardedSplit(splits.train, world)),
+            device=world.device,
+            progress=None if world.is_main else False,
+            on_epoch=keeper,
+        )
+    except KeyboardInterrupt as stop:
+        if keeper is not None and on_interrupt is not None:
+            on_interrupt(keeper, stop)
+        raise
+    return reduced_history(history, world)
+
+
+def _model_for(
+    recipe: Recipe, seed: int, world: World, out: Path
+) -> tuple[nn.Module, nn.Module]:
+    """The model (identical on every rank) and its DDP wrapper; rank 0 checks the disk first."""
+    model = replace(recipe, seed=seed).build_model()
+    if recipe.bf16 and native_bf16(world.device):
+        # chapter 9's layout, before DDP lays out its gradient buckets (a no-op without 4-d weights)
+        model.to(memory_format=torch.channels_last)
+    if world.is_main:
+        check_free_space(out, model)
+    return model, wrap_model(model, world)
+
+
+def _save_on_main(
+    run: Recipe,
+    model: nn.Module,
+    history: History,
+    test: tuple[float, float],
+    world: World,
+    out: Path,
+    replace_worse: bool,
+) -> str:
+    """Rank 0's checkpoint record and save; returns the sentence that says where it went."""
+    record = training_record(run, current_profile(), history, test)
+    saved = save_trained(
+        out,
+        model,
+        record,
+        history,
+        epochs_run=history.epochs,
+        world_size=world.world_size,
+        backend=backend_for(world.device),
+        threads_per_process=torch.get_num_threads(),
+        replace_worse=replace_worse,
+    )
+    return f"{saved.message()} (by rank 0 only)"
+
+
 def train_distributed(
     name: str,
     *,
-    epochs: int,
+    epochs: int | None,
     batch_size: int,
     lr: float,
     seed: int,
@@ -311,6 +398,7 @@ def train_distributed(
     test_images: int | None,
     device: str | torch.device | None = None,
     on_interrupt: Callable[[BestSoFar, BaseException], None] | None = None,
+    replace_worse: bool = True,
 ) -> int:
     """``torchrun ... -m mnist_helpers train``: one worker's share of training recipe ``name``.
 
@@ -321,6 +409,7 @@ def train_distributed(
     Stopped midway (Ctrl-C, or SIGTERM raised as ``KeyboardInterrupt`` by the command line, which torchrun
     forwards to every worker), rank 0 hands its best epoch so far to ``on_interrupt`` to save; every rank
     then re-raises, so each exits with the signal's status and none writes anything else.
+    ``replace_worse``: see :func:`mnist_helpers.saving.save_trained`.
     """
     recipe = RECIPES[name]
     with process_group(device) as world:
@@ -333,86 +422,23 @@ def train_distributed(
             std=recipe.std,
             device=world.device,
         )
-        model = replace(recipe, seed=seed).build_model()
-        if recipe.bf16 and native_bf16(
-            world.device
-        ):  # chapter 9's layout, before DDP lays out its gradient
-            model.to(
-                memory_format=torch.channels_last
-            )  # buckets (a no-op for layers without 4-d weights)
-        ddp_model = wrap_model(model, world)
-        seed_everything(
-            seed + world.rank
-        )  # dropout masks differ per rank; the data order is the sampler's
-        say(
-            f"profile {current_profile()}: {name} on {world.world_size} processes ({backend_for(world.device)}, "
-            f"{world.device.type}, {torch.get_num_threads()} threads each); global batch {batch_size} = "
-            f"{world.world_size} x {per_rank_batch_size(batch_size, world.world_size)}, lr {lr:g}, seed {seed}"
-        )
-        keeper = BestSoFar(model) if world.is_main else None
-        try:
-            history = fit_recipe(
-                recipe,
-                ddp_model,
-                replace(splits, train=ShardedSplit(splits.train, world)),
-                device=world.device,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                seed=seed,
-                progress=None if world.is_main else False,
-                on_epoch=keeper,
-            )
-        except (
-            KeyboardInterrupt
-        ) as stop:  # Ctrl-C or SIGTERM: rank 0 keeps the best epoch so far
-            if keeper is not None and on_interrupt is not None:
-                on_interrupt(keeper, stop)
-            raise
-        history = reduced_history(history, world)
+        model, ddp_model = _model_for(recipe, seed, world, out)
+        # dropout masks differ per rank; the data order is the sampler's
+        seed_everything(seed + world.rank)
+        run = replace(recipe, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        say(_plan(run, world))
+        history = _fit_shards(run, (model, ddp_model), splits, world, on_interrupt)
         for epoch in range(history.epochs):
-            say(
-                f"epoch {epoch + 1:>3}: train loss {history.train_loss[epoch]:.4f} (all ranks) | val acc "
-                f"{100 * history.val_acc[epoch]:.2f}% | {history.seconds[epoch]:.1f} s"
-            )
+            say(_epoch_line(history, epoch))
         refuse_useless_at(
             history, lr
         )  # every rank holds the same reduced history, so all ranks stop together
-        test_loss, test_acc = evaluate_sharded(
-            model, splits.test, recipe.loss_fn, world
-        )
+        test = evaluate_sharded(model, splits.test, recipe.loss_fn, world)
         if world.is_main:
-            record = TrainingRecord(
-                recipe=name,
-                description=replace(
-                    recipe, seed=seed, batch_size=batch_size, lr=lr
-                ).describe(),
-                mean=recipe.mean,
-                std=recipe.std,
-                profile=current_profile(),
-                seed=seed,
-                best_epoch=history.best_epoch,
-                val_acc=history.best_val_acc,
-                val_loss=history.best_val_loss,
-                test_acc=test_acc,
-                test_loss=test_loss,
-            )
-            previous = save_trained(
-                out,
-                model,
-                record,
-                history,
-                epochs_run=history.epochs,
-                world_size=world.world_size,
-                backend=backend_for(world.device),
-                threads_per_process=torch.get_num_threads(),
-            )
+            where = _save_on_main(run, model, history, test, world, out, replace_worse)
         say(
-            f"best epoch {history.best_epoch}; test accuracy {100 * test_acc:.2f}% on {len(splits.test):,} images"
+            f"best epoch {history.best_epoch}; test accuracy {100 * test[1]:.2f}% on {len(splits.test):,} images"
         )
         if world.is_main:
-            print(
-                f"checkpoint written to {out} (by rank 0 only)"
-                + (f"; the one it replaced is kept as {previous}" if previous else "")
-            )
+            print(where)
     return 0

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from mnist_helpers.data import TensorSplit
 from mnist_helpers.devices import model_device
+from mnist_helpers.inspection import eval_mode
 
 
 @dataclass
@@ -31,26 +32,31 @@ class Predictions:
         return float((self.y_true == self.y_pred).mean())
 
 
+def batched_logits(
+    model: nn.Module, inputs: Iterable[Tensor], device: str | torch.device | None = None
+) -> Tensor:
+    """Logits ``(N, classes)`` in float32 on the CPU for batches of inputs: the library's one loop that
+    runs a model for answers rather than for training.
+
+    Eval mode (dropout off, BatchNorm's running statistics) and no autograd, so the answers do not depend
+    on the batch or use memory for gradients; the model's train/eval mode is restored afterwards, so
+    calling this mid-training changes nothing.
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    with eval_mode(model), torch.no_grad():
+        logits = [model(x.to(device)).float().cpu() for x in inputs]
+    return torch.cat(logits) if logits else torch.empty(0, 0)
+
+
 def predict_probabilities(
     model: nn.Module, inputs: Iterable[Tensor], device: str | torch.device | None = None
 ) -> Tensor:
     """Class probabilities ``(N, classes)`` on the CPU for batches of inputs, computed in eval mode.
 
     ``softmax`` turns logits into probabilities; for a model that already returns ``log_softmax`` (the
-    book's CNN) it gives the same probabilities, because ``softmax(log_softmax(z)) == softmax(z)``. The
-    model's train/eval mode is restored afterwards, so calling this mid-training changes nothing.
+    book's CNN) it gives the same probabilities, because ``softmax(log_softmax(z)) == softmax(z)``.
     """
-    device = torch.device(device) if device is not None else model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            probs = [
-                torch.softmax(model(x.to(device)).float(), dim=1).cpu() for x in inputs
-            ]
-    finally:
-        model.train(was_training)
-    return torch.cat(probs) if probs else torch.empty(0, 0)
+    return torch.softmax(batched_logits(model, inputs, device), dim=1)
 
 
 def collect_predictions(

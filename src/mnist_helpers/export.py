@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from mnist_helpers.atomic import atomic_write
 from mnist_helpers.data import normalize
-from mnist_helpers.devices import model_device
+from mnist_helpers.evaluation import batched_logits
 
 INPUT_NAME = (
     "pixels"  # (batch, 1, 28, 28) float32 grey levels 0..255, white ink on black
@@ -159,15 +159,9 @@ def check_parity(
     expected; a different predicted digit would mean the export is wrong.
     """
     model = getattr(model, "_orig_mod", model)
-    device = model_device(model)
     pixels = pixels.float().cpu()
-    with torch.no_grad():
-        eager = torch.cat(
-            [
-                model.eval()(normalize(chunk, mean, std).to(device)).cpu()
-                for chunk in pixels.split(batch_size)
-            ]
-        ).numpy()
+    chunks = (normalize(chunk, mean, std) for chunk in pixels.split(batch_size))
+    eager = batched_logits(model, chunks).numpy()
     exported = onnx_logits(session, pixels, batch_size)
     return Parity(
         images=len(pixels),

@@ -85,18 +85,20 @@ def accelerate(
     val_batches: Batches,
     *,
     bf16: bool,
+    channels_last: bool = False,
     compile: bool = False,
 ) -> tuple[nn.Module, Batches, Batches]:
     """The model and batches to hand :func:`~mnist_helpers.training.fit` for the chosen speed-ups.
 
     ``bf16``: autocast to bfloat16 and, for convnets, the channels_last layout (ask
     :func:`~mnist_helpers.devices.native_bf16` whether the device computes bf16 natively: elsewhere it is
-    emulated and slower). ``compile``: ``torch.compile`` the model; compiling happens during the first
+    emulated and slower). ``channels_last``: that layout for a convnet in fp32 too (oneDNN's fp32
+    convolutions are faster in it on a CPU; chapter 9 measures by how much). ``compile``: ``torch.compile`` the model; compiling happens during the first
     steps, so its cost shows up in epoch 1's time. The returned model shares its weights with ``model``,
     so the best epoch's weights that ``fit`` restores land in ``model`` too.
     """
     step_model = model
-    if bf16 and _is_convnet(model):
+    if (bf16 or channels_last) and _is_convnet(model):
         model.to(memory_format=torch.channels_last)
         train_batches, val_batches = (
             ChannelsLast(train_batches),

@@ -58,7 +58,11 @@ class UnreadableImageError(ImagePreprocessError):
 
 
 class NoInkError(ImagePreprocessError):
-    """The image is readable but holds no digit: blank, uniform or just noise."""
+    """The image is readable but holds no digit: blank, uniform, just noise, or a mark too small."""
+
+
+class SeveralMarksError(ImagePreprocessError):
+    """The image holds several marks that could each be a digit: answering would be a guess."""
 
 
 class Prediction(NamedTuple):
@@ -115,6 +119,7 @@ def load_image(image: ImageInput, source: str) -> Image.Image:
             opened = Image.open(Path(image))
         with opened:
             _refuse_huge(opened.width, opened.height, source)
+            _refuse_several_frames(opened, source)
             opened.draft(
                 "L", (WORKING_SIZE, WORKING_SIZE)
             )  # a JPEG decodes at a reduced size: faster
@@ -161,6 +166,19 @@ def _refuse_huge(width: int, height: int, source: str) -> None:
             source,
             f"image too big to decode safely: {width}x{height} pixels ({width * height / 1e6:.0f} "
             f"megapixels), more than Pillow's limit of {MAX_IMAGE_PIXELS / 1e6:.0f}; {_SHRINK_HINT}",
+        )
+
+
+def _refuse_several_frames(image: Image.Image, source: str) -> None:
+    """An animated GIF or a multi-page TIFF holds several pictures; reading the first one silently would
+    answer for a picture the reader may not have meant, so they are asked to pick one."""
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise UnreadableImageError(
+            source,
+            f"holds {frames} frames (an animation or a multi-page file); save the one with the digit "
+            "as its own image, e.g. python -c \"from PIL import Image; im = Image.open('IN'); "
+            "im.seek(0); im.save('digit.png')\" (seek(N) picks frame N, from 0)",
         )
 
 
@@ -261,6 +279,60 @@ def noise_level(image: np.ndarray) -> np.ndarray:
     return 1.4826 * np.maximum(ndimage.median_filter(departures, size=9), typical)
 
 
+SHEET_MIN_SHARE = 0.15  # a sheet on a desk covers at least this share of the photo ...
+SHEET_MAX_BORDER = (
+    0.5  # ... and less than this share of its border (else the border is paper anyway)
+)
+SHEET_MIN_RATIO = (
+    1.6  # ... and is this many times brighter than the desk (lighting alone is not)
+)
+
+
+def _otsu(values: np.ndarray) -> float:
+    """The grey level that best splits ``values`` into two classes (Otsu's method, on 256 bins)."""
+    counts, edges = np.histogram(values, bins=256, range=(0, 256))
+    weight = np.cumsum(counts).astype(np.float64)
+    total, mass = weight[-1], np.cumsum(counts * edges[:-1])
+    between = (mass[-1] * weight - total * mass) ** 2 / np.maximum(
+        weight * (total - weight), 1
+    )
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def isolate_paper(gray: np.ndarray) -> np.ndarray:
+    """The sheet of paper alone, when the photo shows a bright sheet on a darker desk; else ``gray``.
+
+    Every later step reads the paper's grey on the photo's border. A white sheet on a dark desk breaks
+    that: the desk is taken for paper and the whole sheet for ink. The sheet is the largest bright
+    region (Otsu's threshold, then ``ndimage.label``) when it is big, mostly away from the border and
+    much brighter than the desk, and has ink on it (holes, filled by ``binary_fill_holes``; the bright
+    inside of a 0 filling a tight crop has none): it is then cut out, and what is left of the desk in
+    its bounding box painted the paper's grey.
+    """
+    smooth = ndimage.uniform_filter(gray, 5)
+    labels, count = ndimage.label(smooth > _otsu(smooth))
+    if count == 0:
+        return gray
+    sheet = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    border = np.concatenate([sheet[0], sheet[-1], sheet[:, 0], sheet[:, -1]])
+    grey_border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if sheet.mean() < SHEET_MIN_SHARE or border.mean() >= SHEET_MAX_BORDER:
+        return gray
+    paper, desk = float(np.median(gray[sheet])), float(np.median(grey_border[~border]))
+    if paper < SHEET_MIN_RATIO * max(desk, 1.0):
+        return gray
+    filled = ndimage.binary_fill_holes(sheet)
+    if (
+        np.count_nonzero(filled & ~sheet) < MIN_INK_PIXELS
+    ):  # no ink on it: the inside of a 0, say
+        return gray
+    sheet = ndimage.binary_erosion(filled, iterations=3)
+    if not sheet.any():  # a sheet too small to trim
+        return gray
+    rows, cols = ndimage.find_objects(sheet.astype(np.uint8))[0]
+    return np.where(sheet, gray, paper)[rows, cols].astype(np.float32)
+
+
 def ink_is_dark(gray: np.ndarray) -> bool:
     """Pen on paper (True) or chalk on a board (False)? The ink is the extreme farther from the paper.
 
@@ -303,6 +375,44 @@ def ink_on_black(
     return np.clip(255 * contrast, 0, 255).astype(np.float32)
 
 
+LINE_SPAN = 0.75  # a printed line crosses at least this share of the photo ...
+LINE_THICKNESS = 0.03  # ... is at most this share of it thick ...
+MIN_RULED_LINES = (
+    3  # ... and ruled or squared paper has several: one long stroke may be a tall 1
+)
+
+
+def remove_printed_lines(ink: np.ndarray) -> np.ndarray:
+    """The ink without the long straight lines of ruled or squared paper.
+
+    A grey opening with a line ``LINE_SPAN`` of the photo long keeps only what is straight and that long.
+    Printed lines are also thin (``LINE_THICKNESS`` of the photo at most) and come in numbers: they are
+    subtracted only when there are at least ``MIN_RULED_LINES`` such thin bands in one direction, so the
+    thick bars of a 3 or a 5 filling a tightly cropped picture are never taken for paper. Where a stroke
+    crosses a line, the stroke's ink above the line's stays.
+    """
+    printed = np.zeros_like(ink)
+    for axis in (
+        1,
+        0,
+    ):  # horizontal lines, then vertical ones, both found on the whole ink
+        length = max(3, round(LINE_SPAN * ink.shape[axis]))
+        lines = ndimage.grey_opening(
+            ink, size=(1, length) if axis == 1 else (length, 1)
+        )
+        bands, count = ndimage.label((lines > MIN_CONTRAST).any(axis=axis))
+        thin_band = np.bincount(bands, minlength=count + 1) <= max(
+            2, LINE_THICKNESS * ink.shape[1 - axis]
+        )
+        thin_band[0] = False  # label 0: rows (columns) without a line
+        if np.count_nonzero(thin_band) >= MIN_RULED_LINES:
+            keep = thin_band[bands]
+            printed = np.maximum(
+                printed, lines * (keep[:, None] if axis == 1 else keep[None, :])
+            )
+    return np.clip(ink - printed, 0, 255).astype(np.float32)
+
+
 def keep_digit(ink: np.ndarray, noise: np.ndarray, source: str) -> np.ndarray:
     """The digit's pixels (a boolean mask): hysteresis thresholding plus removal of specks.
 
@@ -331,6 +441,70 @@ def keep_digit(ink: np.ndarray, noise: np.ndarray, source: str) -> np.ndarray:
     if sizes.max() < MIN_INK_PIXELS:
         raise NoInkError(source, _NO_INK_HINT)
     return (sizes >= SPECK_FRACTION * sizes.max())[blobs]
+
+
+MIN_DIGIT_SIZE = (
+    8  # px at working size: a mark smaller than this is a dot or a speck, not a digit
+)
+MARK_SHARE = (
+    0.4  # blobs this share of the biggest, or bigger, could each be a digit ...
+)
+MARK_GAP = (
+    0.1  # ... when paper this share of the biggest's size, at least, separates them
+)
+
+
+def _column_groups(boxes: list[tuple[slice, slice]], gap: int) -> int:
+    """How many side-by-side groups the boxes form: boxes whose columns overlap, or are less than
+    ``gap`` pixels apart (a stroke broken by the pen), belong together."""
+    groups, right = 0, -gap
+    for _, cols in sorted(boxes, key=lambda box: box[1].start):
+        groups += cols.start >= right + gap
+        right = max(right, cols.stop)
+    return groups
+
+
+def check_marks(mask: np.ndarray, source: str) -> None:
+    """Refuse to guess when the kept ink is not one digit: too small, or several digit-sized marks.
+
+    A lone dot is stretched to 20 px and read as a confident "2"; two digits side by side are squeezed
+    into one frame. Both get an answer that names what was seen instead. Pieces of one digit (a 5's
+    detached bar, a broken stroke) overlap in columns and count as one; a second mark beside the digit,
+    or one running off the photo's edge beside it (a cut-off neighbour, a finger), does not. Ink that
+    touches the edge is otherwise accepted: tightly cropped pictures (MNIST's own, UCI's, where 395 of
+    400 touch two edges) always do, and a cut-off digit cannot be told from them.
+    """
+    blobs, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    boxes = ndimage.find_objects(blobs)
+    sizes = np.bincount(blobs.ravel())[1:]
+    rows, cols = boxes[int(np.argmax(sizes))]
+    height, width = rows.stop - rows.start, cols.stop - cols.start
+    if max(height, width) < MIN_DIGIT_SIZE:
+        raise NoInkError(
+            source,
+            f"no digit: the only mark is {width}x{height} pixels, too small to be a digit (a dot or a "
+            "speck); photograph the digit closer, or crop the photo to it",
+        )
+    marks = [box for box, size in zip(boxes, sizes) if size >= MARK_SHARE * sizes.max()]
+    groups = _column_groups(marks, gap=max(2, round(MARK_GAP * max(height, width))))
+    if groups > 1:
+        at_edge = sum(_touches_edge(box, mask.shape) for box in marks)
+        raise SeveralMarksError(
+            source,
+            f"I see {groups} marks side by side, not one digit"
+            + f" ({at_edge} running off the edge of the photo)" * (at_edge > 0)
+            + "; crop the photo to the one digit to read, with some paper around it",
+        )
+
+
+def _touches_edge(box: tuple[slice, slice], shape: tuple[int, ...]) -> bool:
+    rows, cols = box
+    return (
+        rows.start == 0
+        or cols.start == 0
+        or rows.stop == shape[0]
+        or cols.stop == shape[1]
+    )
 
 
 _NO_INK_HINT = (
@@ -439,18 +613,24 @@ def preprocess_steps(
 ) -> dict[str, np.ndarray]:
     """Every intermediate picture of the pipeline, in order, as float32 arrays on a 0..255 scale.
 
-    Keys: ``grayscale`` (working size, transparency laid on paper), ``background`` (the paper without
-    ink), ``ink`` (white ink on black, paper removed), ``cleaned`` (digit kept, specks removed, thin
+    Keys: ``grayscale`` (working size, transparency laid on paper, a sheet cut from the desk around it),
+    ``background`` (the paper without ink), ``ink`` (white ink on black, paper and its printed lines
+    removed), ``cleaned`` (digit kept, specks removed, thin
     strokes thickened), ``cropped``, ``scaled`` (longer side 20 px) and ``centred`` (the 28x28 MNIST-style
     digit). ``name`` labels the input in error messages (defaults to the path or a description of it).
-    Raises :class:`UnreadableImageError` or :class:`NoInkError`, both naming the input.
+    Raises :class:`UnreadableImageError`, :class:`NoInkError` or :class:`SeveralMarksError`, each naming
+    the input.
     """
     source = name or describe_source(image)
-    grayscale = shrink_to_working_size(to_grayscale(load_image(image, source)))
+    grayscale = isolate_paper(
+        shrink_to_working_size(to_grayscale(load_image(image, source)))
+    )
     dark_ink = ink_is_dark(grayscale)
     background = estimate_background(grayscale, dark_ink)
-    ink = ink_on_black(grayscale, background, dark_ink)
-    cleaned = clean_ink(ink, keep_digit(ink, noise_level(ink), source))
+    ink = remove_printed_lines(ink_on_black(grayscale, background, dark_ink))
+    mask = keep_digit(ink, noise_level(ink), source)
+    check_marks(mask, source)
+    cleaned = clean_ink(ink, mask)
     cropped = crop_to_ink(cleaned)
     scaled = scale_to_box(cropped)
     centred = centre_in_frame(scaled)

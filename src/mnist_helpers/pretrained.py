@@ -21,8 +21,9 @@ from mnist_helpers.checkpoints import CheckpointError, load_checkpoint
 from mnist_helpers.data import MNISTSplits
 from mnist_helpers.fingerprint import library_fingerprint
 from mnist_helpers.profile import current_profile
-from mnist_helpers.recipes import RECIPES, fit_recipe
+from mnist_helpers.recipes import RECIPES
 from mnist_helpers.saving import TrainingRecord
+from mnist_helpers.training_cache import fit_recipe_cached
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def chapter07_simplecnn(
                 library == library_fingerprint(),
             )
     model = recipe.build_model()
-    fit_recipe(recipe, model, splits, device=device, checkpoint_path=path)
+    fit_recipe_cached(recipe, model, splits, device=device, checkpoint_path=path)
     return model.eval(), Provenance(
         "trained in this notebook", recipe.describe(), library_fingerprint(), True
     )

@@ -213,6 +213,64 @@ def _step_epoch_scheduler(scheduler: Any, val_loss: float) -> None:
         scheduler.step()
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """What :func:`fit` does around each epoch besides training and validating, grouped so that ``fit``
+    keeps the handful of arguments a reader compares with chapter 4's loop.
+
+    ``scheduler`` steps once per epoch (ReduceLROnPlateau receives the validation loss; for one that steps
+    every batch, wrap the batches in :class:`mnist_helpers.fast.SchedulerEveryBatch`). ``monitor`` picks
+    the best epoch on validation; ``early_stopping`` may end the run; ``checkpoint_path``, if given,
+    receives every new best epoch. ``progress`` shows progress bars (None: unless the profile is quiet);
+    ``on_epoch`` is called with the history after each epoch's bookkeeping.
+    """
+
+    scheduler: Any = None
+    monitor: Monitor = "val_acc"
+    early_stopping: Stopper | None = None
+    checkpoint_path: str | Path | None = None
+    progress: bool | None = None
+    on_epoch: Callable[[History], None] | None = None
+
+    def __post_init__(self) -> None:
+        _check_monitor(self.monitor)
+
+
+def _record_epoch(
+    history: History, losses: tuple[float, float, float, float], seconds: float
+) -> None:
+    """Append one epoch's (train loss, train acc, val loss, val acc) and its wall time."""
+    history.seconds.append(seconds)
+    names = ("train_loss", "train_acc", "val_loss", "val_acc")
+    for name, value in zip(names, losses):
+        getattr(history, name).append(value)
+
+
+def _keep_if_best(
+    model: nn.Module, history: History, hooks: Hooks, best: list[Any]
+) -> None:
+    """If the last epoch is the best so far by ``hooks.monitor``, remember its weights (``best`` holds
+    [value, state]) and save them when asked."""
+    epoch, val_acc, val_loss = history.epochs, history.val_acc[-1], history.val_loss[-1]
+    value = val_acc if hooks.monitor == "val_acc" else val_loss
+    if not _improved(value, best[0], hooks.monitor):
+        return
+    best[:] = [value, copy.deepcopy(model.state_dict())]
+    history.best_epoch, history.best_val_acc, history.best_val_loss = (
+        epoch,
+        val_acc,
+        val_loss,
+    )
+    if hooks.checkpoint_path is not None:
+        save_checkpoint(
+            hooks.checkpoint_path,
+            model,
+            epoch=epoch,
+            val_acc=val_acc,
+            val_loss=val_loss,
+        )
+
+
 def fit(
     model: nn.Module,
     train_batches: Batches,
@@ -222,29 +280,22 @@ def fit(
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn = F.cross_entropy,
     device: str | torch.device | None = None,
-    scheduler: Any = None,
-    early_stopping: Stopper | None = None,
-    checkpoint_path: str | Path | None = None,
-    monitor: Monitor = "val_acc",
-    progress: bool | None = None,
-    on_epoch: Callable[[History], None] | None = None,
+    hooks: Hooks = Hooks(),
 ) -> History:
     """Train ``model`` for up to ``epochs`` epochs, validating after each; return its :class:`History`.
 
-    The best epoch by ``monitor`` on validation is saved to ``checkpoint_path`` (if given) and its weights
-    are restored into ``model`` at the end, so the model you get back is the one you would report.
-    ``scheduler`` steps once per epoch (ReduceLROnPlateau receives the validation loss); for one that
-    steps every batch, wrap the batches (:class:`mnist_helpers.fast.SchedulerEveryBatch`). ``on_epoch``
-    is called with the history after each epoch's bookkeeping.
+    The best epoch by ``hooks.monitor`` on validation is saved to ``hooks.checkpoint_path`` (if given) and
+    its weights are restored into ``model`` at the end, so the model you get back is the one you would
+    report. The learning-rate schedule, early stopping, progress bars and a per-epoch callback come in
+    ``hooks`` (:class:`Hooks`).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    _check_monitor(monitor)
     device = pick_device(device)
     model.to(device)
-    history, best_value, best_state = History(), None, None
+    history, best = History(), [None, None]  # best: [monitored value, weights]
     epoch_bar = progress_bar(
-        range(1, epochs + 1), enabled=progress, desc="epochs", leave=True
+        range(1, epochs + 1), enabled=hooks.progress, desc="epochs", leave=True
     )
     for epoch in epoch_bar:
         start = time.perf_counter()
@@ -256,45 +307,27 @@ def fit(
             loss_fn,
             device=device,
             epoch=epoch,
-            progress=progress,
+            progress=hooks.progress,
         )
         val_loss, val_acc = evaluate(model, val_batches, loss_fn, device=device)
-        history.seconds.append(time.perf_counter() - start)
-        for name, value in zip(
-            ("train_loss", "train_acc", "val_loss", "val_acc"),
+        _record_epoch(
+            history,
             (train_loss, train_acc, val_loss, val_acc),
-        ):
-            getattr(history, name).append(value)
+            time.perf_counter() - start,
+        )
         epoch_bar.set_postfix(
             train_loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}", refresh=False
         )
-
-        value = val_acc if monitor == "val_acc" else val_loss
-        if _improved(value, best_value, monitor):
-            best_value, best_state = value, copy.deepcopy(model.state_dict())
-            history.best_epoch, history.best_val_acc, history.best_val_loss = (
-                epoch,
-                val_acc,
-                val_loss,
-            )
-            if checkpoint_path is not None:
-                save_checkpoint(
-                    checkpoint_path,
-                    model,
-                    epoch=epoch,
-                    val_acc=val_acc,
-                    val_loss=val_loss,
-                )
-        if (
-            on_epoch is not None
-        ):  # e.g. the command line prints the epoch now and keeps the best weights
-            on_epoch(history)
-        if scheduler is not None:
-            _step_epoch_scheduler(scheduler, val_loss)
-        if early_stopping is not None and early_stopping.should_stop(history):
+        _keep_if_best(model, history, hooks, best)
+        if hooks.on_epoch is not None:  # e.g. the command line prints the epoch now
+            hooks.on_epoch(history)
+        if hooks.scheduler is not None:
+            _step_epoch_scheduler(hooks.scheduler, val_loss)
+        stopper = hooks.early_stopping
+        if stopper is not None and stopper.should_stop(history):
             history.stopped_early = epoch < epochs
             break
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best[1] is not None:
+        model.load_state_dict(best[1])
     return history
