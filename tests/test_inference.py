@@ -481,6 +481,17 @@ def test_multi_frame_files_are_refused_with_how_to_pick_one(tmp_path, kind):
         preprocess(path)
 
 
+def test_an_opened_multi_frame_image_is_refused_like_its_file(tmp_path):
+    frames = [Image.fromarray(photo(shape=shape)) for shape in ("7", "0")]
+    path = tmp_path / "two.gif"
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:])
+    with (
+        Image.open(path) as opened,
+        pytest.raises(UnreadableImageError, match="holds 2 frames"),
+    ):
+        preprocess(opened)
+
+
 def test_a_single_frame_gif_is_read():
     image = Image.fromarray(photo()).convert("P")
     assert_mnist_like(preprocess(image))

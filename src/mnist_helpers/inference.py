@@ -102,6 +102,7 @@ def load_image(image: ImageInput, source: str) -> Image.Image:
     otherwise a 7 would reach the network lying on its side.
     """
     if isinstance(image, Image.Image):
+        _refuse_several_frames(image, source)  # an opened GIF or TIFF, as from a file
         return ImageOps.exif_transpose(image)
     if isinstance(image, np.ndarray):
         return _array_to_image(image, source)
