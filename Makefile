@@ -14,7 +14,7 @@ book: setup
 	  "(the Chinese editions: _build/html/zh-hans/index.html, _build/html/zh-hant/index.html). To run the chapters: make lab"
 
 check: setup
-	ruff check . && ruff format --check . && pytest -n 2 tests/ && pytest -n 2 --nbmake book/ && python -m book_tools.notebooks check book/*.ipynb && python -m book_tools.translation check && python -m book_tools.editions check && python -m book_tools.prose book/*.ipynb book/*.md && python -m book_tools.editions build -W -n --keep-going && pytest -n 2 site_tests/
+	ruff check . && ruff format --check . && pytest -n 2 tests/ && OMP_NUM_THREADS=1 pytest -n 2 --nbmake book/ && python -m book_tools.notebooks check book/*.ipynb && python -m book_tools.translation check && python -m book_tools.editions check && python -m book_tools.prose book/*.ipynb book/*.md && python -m book_tools.editions build -W -n --keep-going && pytest -n 2 site_tests/
 
 lab: setup
 	jupyter lab book/
