@@ -11,13 +11,10 @@ chapter 9 reads. Run it on a quiet machine: the training seconds are the result.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from book_tools.fastest import run_fastest
-from book_tools.results import file_safe, save_result
+from book_tools.results import add_device_and_out, save_per_class
 from mnist_helpers.results import fastest_summary
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,14 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="measure only the target recipes, not each idea undone",
     )
-    parser.add_argument(
-        "--device", default=None, help="cuda, mps or cpu (default: the best available)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="JSON file to write (default: benchmarks/results/fastest_cpu_<class>.json, or "
+    add_device_and_out(
+        parser,
+        "JSON file to write (default: benchmarks/results/fastest_cpu_<class>.json, or "
         "fastest_<device>.json on a GPU; --quick writes none)",
     )
     args = parser.parse_args(argv)
@@ -74,16 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{100 * row['test_accuracy']:.2f} ± {100 * row['test_accuracy_sd']:.2f}%, "
             f"{100 * row['share_of_matmul_peak']:.1f}% of the fp32 matmul peak{verdict}"
         )
-    out = args.out
-    if out is None and not args.quick:
-        out = RESULTS / (
-            f"fastest_cpu_{file_safe(machine['cpu_class'])}.json"
-            if machine["device"] == "cpu"
-            else f"fastest_{machine['device']}.json"
-        )
-    if out is not None:
-        save_result(result, out)
-        print(f"wrote {out}")
+    save_per_class(result, args.out, "fastest", args.quick)
 
 
 if __name__ == "__main__":

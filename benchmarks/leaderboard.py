@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from book_tools.leaderboard import BOARD, ENSEMBLE_RECIPE, run_leaderboard
+from book_tools.results import add_device_and_out
 from mnist_helpers.devices import pick_device
 from mnist_helpers.recipes import RECIPES
 
@@ -41,14 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="a few hundred images, one epoch: checks the machinery",
     )
-    parser.add_argument(
-        "--device", default=None, help="cuda, mps or cpu (default: the best available)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="results file (default: benchmarks/results/leaderboard_<device>.json)",
+    add_device_and_out(
+        parser,
+        "results file (default: benchmarks/results/leaderboard_<device>.json)",
     )
     args = parser.parse_args(argv)
     args.recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]

@@ -14,7 +14,6 @@ slower and noisier, and the rungs are only comparable because they run back to b
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from book_tools.ladder import (
     DEFAULT_WHOLE_RUNS,
@@ -22,10 +21,8 @@ from book_tools.ladder import (
     TARGET,
     run_benchmark,
 )
-from book_tools.results import file_safe, save_result
+from book_tools.results import add_device_and_out, save_per_class
 from mnist_helpers.results import speed_summary
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _rung_list(text: str) -> list[str]:
@@ -60,14 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--seeds", type=int, default=5, help="seeds per measurement (default 5)"
     )
-    parser.add_argument(
-        "--device", default=None, help="cuda, mps or cpu (default: the best available)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="JSON file to write (default: benchmarks/results/speed_cpu_<class>.json, e.g. "
+    add_device_and_out(
+        parser,
+        "JSON file to write (default: benchmarks/results/speed_cpu_<class>.json, e.g. "
         "speed_cpu_amx-bf16.json, or speed_<device>.json on a GPU; --quick writes none)",
     )
     args = parser.parse_args(argv)
@@ -105,16 +97,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"± {100 * row['test_accuracy_sd']:.2f}% ({reached} {100 * TARGET:.1f}%)"
             )
         print(line)
-    out = args.out
-    if out is None and not args.quick:
-        out = RESULTS / (
-            f"speed_cpu_{file_safe(machine['cpu_class'])}.json"
-            if machine["device"] == "cpu"
-            else f"speed_{machine['device']}.json"
-        )
-    if out is not None:
-        save_result(result, out)
-        print(f"wrote {out}")
+    save_per_class(result, args.out, "speed", args.quick)
 
 
 if __name__ == "__main__":

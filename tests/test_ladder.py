@@ -129,3 +129,20 @@ def test_tutorial_e_loaders_hold_the_books_validation_split() -> None:
     assert torch.equal(labels, val.labels)
     # ToTensor + Normalize per image vs one vectorised normalisation: the same numbers up to rounding.
     assert torch.allclose(images, val.images, atol=1e-5)
+
+
+def test_results_are_kept_one_file_per_cpu_class_and_quick_runs_write_none(
+    tmp_path, monkeypatch
+) -> None:
+    from book_tools import results
+
+    monkeypatch.setattr(results, "REPO_RESULTS", tmp_path)
+    cpu = {"machine": {"device": "cpu", "cpu_class": "avx2 (ISA-limited)"}}
+    results.save_per_class(cpu, None, "fastest", quick=True)
+    assert list(tmp_path.iterdir()) == []
+    results.save_per_class(cpu, None, "fastest", quick=False)
+    results.save_per_class({"machine": {"device": "cuda"}}, None, "speed", quick=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fastest_cpu_avx2-isa-limited.json",
+        "speed_cuda.json",
+    ]

@@ -7,6 +7,7 @@ a training time means nothing without the CPU or GPU it was measured on.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,6 +18,8 @@ from typing import Any
 import torch
 
 from mnist_helpers.devices import cpu_class, cpu_model_name, native_bf16
+
+REPO_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
 def machine_info(device: torch.device | str) -> dict[str, Any]:
@@ -64,3 +67,30 @@ def save_result(result: dict[str, Any], path: str | Path) -> Path:
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def add_device_and_out(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """The ``--device`` and ``--out`` flags, the same in every benchmark script."""
+    parser.add_argument(
+        "--device", default=None, help="cuda, mps or cpu (default: the best available)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help=out_help)
+
+
+def save_per_class(
+    result: dict[str, Any], out: Path | None, benchmark: str, quick: bool
+) -> None:
+    """Write ``result`` to ``out``, or by default (never for a ``quick`` run) to
+    ``benchmarks/results/<benchmark>_cpu_<class>.json`` on a CPU, one file per CPU class because a time
+    holds only for its class, and ``<benchmark>_<device>.json`` on a GPU."""
+    machine = result["machine"]
+    if out is None and not quick:
+        name = (
+            f"{benchmark}_cpu_{file_safe(machine['cpu_class'])}.json"
+            if machine["device"] == "cpu"
+            else f"{benchmark}_{machine['device']}.json"
+        )
+        out = REPO_RESULTS / name
+    if out is not None:
+        save_result(result, out)
+        print(f"wrote {out}")
